@@ -1,0 +1,91 @@
+/**
+ * The handful of types everything in agentrl speaks.
+ *
+ * Data flows one way: prompt → tokens → trajectory → advantages → loss → weights.
+ * Token-in, token-out: every token that can be trained carries its id, the behaviour logprob it was
+ * sampled with, the policy version that sampled it, a loss mask and its source. Text is for humans
+ * and parsers; training never re-tokenizes text.
+ */
+
+/** Where a token came from. Only `model` tokens are sampled (and normally trained). */
+export const TokenSource = { prompt: 0, model: 1, tool: 2, env: 3 } as const;
+export type TokenSourceId = (typeof TokenSource)[keyof typeof TokenSource];
+
+/** A token sequence, struct-of-arrays; all arrays have the same length. */
+export interface TokenSeq {
+  ids: number[];
+  /** Behaviour logprob of each token under the policy that sampled it (0 for non-model tokens). */
+  logprobs: number[];
+  /** Policy (weights) version that produced each token; -1 for tokens not sampled by the policy. */
+  versions: number[];
+  /** 1 = this token contributes to the loss. */
+  mask: number[];
+  source: TokenSourceId[];
+}
+
+/** A completion returned by any sampler (built-in or remote). */
+export interface Completion {
+  ids: number[];
+  logprobs: number[];
+  versions: number[];
+  text: string;
+  finishReason: 'stop' | 'length' | 'eos';
+}
+
+/**
+ * One trained sample: a context (prompt, not trained) followed by tokens, some trained.
+ * Multi-turn agents either put each LLM call in its own sample (MAGE) or grow one sequence whose
+ * tool/env tokens are masked out (ASearcher).
+ */
+export interface Sample {
+  seq: TokenSeq;
+  /** Scalar reward or return credited to this sample, before advantage estimation. */
+  reward: number;
+  /** Advantage per sample (broadcast over trained tokens) or per token. Filled by src/rl. */
+  advantage?: number | number[];
+  /** Keys whose values define the groups advantages are normalised within (see src/rl/advantages). */
+  keys: Record<string, string>;
+  /** Free-form, JSON-safe metadata (episode index, opponent, step kind …). */
+  meta?: Record<string, unknown>;
+}
+
+/** A finished rollout of one workflow run (an episode, a multi-episode trial, a search session). */
+export interface Trajectory {
+  id: string;
+  /** The group this trajectory is compared within (same prompt / same seed+opponent). */
+  groupId: string;
+  samples: Sample[];
+  /** The trajectory's scalar outcome (for logging and group filtering). */
+  reward: number;
+  info: Record<string, unknown>;
+}
+
+/** Build an empty TokenSeq. */
+export function emptySeq(): TokenSeq {
+  return { ids: [], logprobs: [], versions: [], mask: [], source: [] };
+}
+
+/** Append prompt/tool/env tokens (not sampled, not trained). */
+export function appendContext(seq: TokenSeq, ids: readonly number[], source: TokenSourceId = TokenSource.prompt): void {
+  for (const id of ids) {
+    seq.ids.push(id);
+    seq.logprobs.push(0);
+    seq.versions.push(-1);
+    seq.mask.push(0);
+    seq.source.push(source);
+  }
+}
+
+/** Append sampled model tokens with their behaviour logprobs and versions (trained by default). */
+export function appendCompletion(seq: TokenSeq, c: Pick<Completion, 'ids' | 'logprobs' | 'versions'>, trained = true): void {
+  if (c.ids.length !== c.logprobs.length || c.ids.length !== c.versions.length) {
+    throw new Error(`appendCompletion: ids/logprobs/versions lengths differ (${c.ids.length}/${c.logprobs.length}/${c.versions.length})`);
+  }
+  for (let i = 0; i < c.ids.length; i++) {
+    seq.ids.push(c.ids[i]!);
+    seq.logprobs.push(c.logprobs[i]!);
+    seq.versions.push(c.versions[i]!);
+    seq.mask.push(trained ? 1 : 0);
+    seq.source.push(TokenSource.model);
+  }
+}
