@@ -1,0 +1,192 @@
+/**
+ * Tic-tac-toe as a text environment. The agent plays X (first) or O against a named opponent and
+ * answers `<action>(row, col)</action>` (1-based). Reward on the final turn: +10 win, −10 loss,
+ * 0 draw. An invalid move (unparseable, off the board or an occupied cell) gets reward 0, leaves
+ * the board unchanged, spends the turn and is flagged `valid: false`. After `maxTurns` (8) agent
+ * turns an unfinished game ends as a draw (reward 0, `info.truncated`).
+ *
+ * Replay: the seat ('random') is drawn from the reset seed; the opponent's reply to a board is
+ * drawn from a stream keyed by (seed, board), so `restart()` replays the same opening and the
+ * opponent answers the same position the same way in every episode of a trial.
+ */
+import type { StepResult, TextEnv } from './types.ts';
+import { assertSeed, hashString, mixSeed, mulberry32 } from './rng.ts';
+import { extractActionText, vocabularyOf } from './text.ts';
+import {
+  EMPTY_BOARD, MARK_NAMES, boardKey, cellToAction, emptyCells, isFull, other, play, renderBoard, winner,
+  type Board, type Mark,
+} from './ttt-game.ts';
+import { resolveTttOpponent, type TttOpponent } from './ttt-opponents.ts';
+
+export interface TicTacToeEnvOptions {
+  /** Opponent name (see TTT_OPPONENT_NAMES, or mcts-<N>) or object. Default 'random'. */
+  opponent?: string | TttOpponent;
+  /** The agent's mark; 'random' draws it from the reset seed. Default 'random'. */
+  seat?: 'X' | 'O' | 'random';
+  /** Agent turns (valid or not) before an unfinished game is called a draw. Default 8. */
+  maxTurns?: number;
+}
+
+export type TttResult = 'win' | 'loss' | 'draw';
+
+const STREAM_SETUP = 1;
+const STREAM_OPPONENT = 2;
+const WIN_REWARD = 10;
+
+export class TicTacToeEnv implements TextEnv {
+  readonly name = 'tictactoe';
+  readonly opponent: TttOpponent;
+  private readonly seatOption: 'X' | 'O' | 'random';
+  private readonly maxTurns: number;
+
+  private seed: number | null = null;
+  private mark: Mark = 1;
+  private board: Board = EMPTY_BOARD;
+  private lastOpponentCell: number | null = null;
+  private turns = 0;
+  private invalidCount = 0;
+  private result: TttResult | null = null;
+  private truncated = false;
+  private returnSum = 0;
+
+  constructor(opts: TicTacToeEnvOptions = {}) {
+    this.opponent = resolveTttOpponent(opts.opponent ?? 'random');
+    this.seatOption = opts.seat ?? 'random';
+    this.maxTurns = opts.maxTurns ?? 8;
+    if (!Number.isInteger(this.maxTurns) || this.maxTurns < 1) throw new Error(`tictactoe: maxTurns must be an integer ≥ 1, got ${opts.maxTurns}`);
+  }
+
+  get opponentName(): string { return this.opponent.name; }
+  /** The agent's mark in the current episode. */
+  get seat(): 'X' | 'O' { return this.mark === 1 ? 'X' : 'O'; }
+  get cells(): Board { return this.board; }
+  get done(): boolean { return this.result !== null; }
+  get outcome(): TttResult | null { return this.result; }
+
+  rules(): string {
+    return [
+      'tic tac toe on a 3 by 3 board . X moves first and the players take turns .',
+      'three of your marks in a row , column or diagonal wins .',
+      `a win gives ${WIN_REWARD} , a loss gives -${WIN_REWARD} and a draw gives 0 .`,
+      'an illegal move wastes your turn .',
+      `after ${this.maxTurns} of your turns an unfinished game is a draw .`,
+      'the board is shown row by row , _ is an empty cell .',
+      'answer with <action> (row, col) </action> where row and col are 1 2 or 3',
+    ].join(' ');
+  }
+
+  reset(seed: number): string {
+    assertSeed(seed, 'tictactoe');
+    this.seed = seed;
+    const rng = mulberry32(mixSeed(seed, STREAM_SETUP));
+    this.mark = this.seatOption === 'random' ? (rng() < 0.5 ? 1 : 2) : this.seatOption === 'X' ? 1 : 2;
+    return this.start();
+  }
+
+  restart(): string {
+    if (this.seed === null) throw new Error('tictactoe.restart: call reset(seed) first');
+    return this.start();
+  }
+
+  private start(): string {
+    this.board = EMPTY_BOARD;
+    this.lastOpponentCell = null;
+    this.turns = 0;
+    this.invalidCount = 0;
+    this.result = null;
+    this.truncated = false;
+    this.returnSum = 0;
+    if (this.mark === 2) this.opponentMove();
+    return this.observe();
+  }
+
+  private opponentMove(): void {
+    const oppMark = other(this.mark);
+    const rng = mulberry32(mixSeed(this.seed!, STREAM_OPPONENT, hashString(boardKey(this.board))));
+    const cell = this.opponent.move({ board: this.board, toMove: oppMark }, rng);
+    if (!Number.isInteger(cell) || cell < 0 || cell > 8 || this.board[cell] !== 0) {
+      throw new Error(`tictactoe: opponent '${this.opponent.name}' chose illegal cell ${cell} on ${boardKey(this.board)}`);
+    }
+    this.board = play(this.board, cell, oppMark);
+    this.lastOpponentCell = cell;
+  }
+
+  observe(): string {
+    if (this.seed === null) throw new Error('tictactoe.observe: call reset(seed) first');
+    const parts = [`board ${renderBoard(this.board)}`, `you are ${this.seat}`];
+    if (this.lastOpponentCell !== null) parts.push(`opponent played ${cellToAction(this.lastOpponentCell)}`);
+    if (this.result === null) parts.push('your move');
+    else parts.push(this.truncated ? 'out of turns | result draw' : `result ${this.result}`);
+    return parts.join(' | ');
+  }
+
+  legalActions(): string[] {
+    return this.result !== null || this.seed === null ? [] : emptyCells(this.board).map(cellToAction);
+  }
+
+  step(actionText: string): StepResult {
+    if (this.seed === null || this.result !== null) {
+      return { reward: 0, done: true, valid: false, observation: '', info: { error: this.seed === null ? 'call reset(seed) first' : 'episode is over' } };
+    }
+    this.turns++;
+    const cell = parseTttAction(actionText);
+    if (cell === null || this.board[cell] !== 0) {
+      this.invalidCount++;
+      const reason = cell === null ? 'unparseable action' : 'cell is taken';
+      return this.afterTurn(0, false, reason);
+    }
+    this.board = play(this.board, cell, this.mark);
+    if (winner(this.board) === this.mark) return this.finish('win', WIN_REWARD);
+    if (isFull(this.board)) return this.finish('draw', 0);
+    this.opponentMove();
+    if (winner(this.board) === other(this.mark)) return this.finish('loss', -WIN_REWARD);
+    if (isFull(this.board)) return this.finish('draw', 0);
+    return this.afterTurn(0, true, null);
+  }
+
+  /** A turn that did not end the game: end it as a draw if the agent is out of turns. */
+  private afterTurn(reward: number, valid: boolean, reason: string | null): StepResult {
+    if (this.turns >= this.maxTurns) {
+      this.truncated = true;
+      const r = this.finish('draw', reward, reason);
+      return { ...r, valid };
+    }
+    return { reward, done: false, valid, observation: this.observe(), info: this.info(reason) };
+  }
+
+  private finish(result: TttResult, reward: number, reason: string | null = null): StepResult {
+    this.result = result;
+    this.returnSum += reward;
+    return { reward, done: true, valid: true, observation: '', info: this.info(reason) };
+  }
+
+  private info(reason: string | null): Record<string, unknown> {
+    const info: Record<string, unknown> = {
+      opponent: this.opponent.name, seat: this.seat, turns: this.turns, invalidCount: this.invalidCount, board: renderBoard(this.board),
+    };
+    if (reason) info.reason = reason;
+    if (this.result !== null) { info.result = this.result; info.truncated = this.truncated; }
+    return info;
+  }
+
+  won(): boolean { return this.result === 'win'; }
+  episodeReturn(): number { return this.returnSum; }
+
+  vocabulary(): string[] {
+    return vocabularyOf([this.rules()], [
+      '|', '/', 'board', ...MARK_NAMES, 'you', 'are', 'opponent', 'played', 'your', 'move', '(', ')', ',', '1', '2', '3',
+      'result', 'win', 'loss', 'draw', 'out', 'of', 'turns',
+    ]);
+  }
+}
+
+/** Cell index 0..8 from `(row, col)` (also `row,col` or `row col`), 1-based; null if unparseable or off the board. */
+export function parseTttAction(raw: unknown): number | null {
+  const text = extractActionText(raw);
+  if (text === null) return null;
+  const m = /^\(?\s*(\d+)\s*[,\s]\s*(\d+)\s*\)?\s*\.?$/.exec(text);
+  if (!m) return null;
+  const row = Number(m[1]), col = Number(m[2]);
+  if (row < 1 || row > 3 || col < 1 || col > 3) return null;
+  return 3 * (row - 1) + (col - 1);
+}

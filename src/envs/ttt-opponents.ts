@@ -1,0 +1,203 @@
+/**
+ * Tic-tac-toe opponents: six cell-priority players, random, MCTS (UCT, random rollouts) with a
+ * configurable number of simulations (`mcts-<N>`), and a perfect memoised minimax player.
+ * Every opponent draws its randomness only from the rng it is given.
+ */
+import type { Opponent } from './types.ts';
+import { pick, type RandomSource } from './rng.ts';
+import { boardKey, emptyCells, isFull, other, play, winner, type Board, type Mark } from './ttt-game.ts';
+
+/** What an opponent sees: the board and the mark it plays. */
+export interface TttState {
+  board: Board;
+  toMove: Mark;
+}
+
+/** A tic-tac-toe opponent; `move` returns a cell index 0..8, `act` its `(row, col)` form. */
+export interface TttOpponent extends Opponent<TttState> {
+  move(state: TttState, rng: RandomSource): number;
+}
+
+function withAct(name: string, move: (s: TttState, rng: RandomSource) => number): TttOpponent {
+  return {
+    name,
+    move,
+    act: (s, rng) => {
+      const c = move(s, rng);
+      return `(${Math.floor(c / 3) + 1}, ${(c % 3) + 1})`;
+    },
+  };
+}
+
+function assertPlayable(s: TttState, who: string): number[] {
+  const free = emptyCells(s.board);
+  if (free.length === 0 || winner(s.board) !== 0) throw new Error(`${who}: asked to move on a finished board ${boardKey(s.board)}`);
+  return free;
+}
+
+/** Cell orders (0..8, row-major); each covers all 9 cells. */
+export const PRIORITY_LISTS: Readonly<Record<string, readonly number[]>> = {
+  'center-first': [4, 0, 2, 6, 8, 1, 3, 5, 7],
+  'corners-first': [0, 2, 6, 8, 4, 1, 3, 5, 7],
+  'edges-first': [1, 3, 5, 7, 4, 0, 2, 6, 8],
+  'main-diagonal': [0, 4, 8, 2, 6, 1, 3, 5, 7],
+  'anti-diagonal': [2, 4, 6, 0, 8, 1, 3, 5, 7],
+  'bottom-right-first': [8, 7, 6, 5, 4, 3, 2, 1, 0],
+};
+
+/** Plays the first free cell of `order`; random among free cells only if the list misses them all. */
+export function priorityPlayer(name: string, order: readonly number[]): TttOpponent {
+  if (order.some((c) => !Number.isInteger(c) || c < 0 || c > 8)) throw new Error(`priorityPlayer '${name}': cells must be integers 0..8`);
+  return withAct(name, (s, rng) => {
+    const free = assertPlayable(s, name);
+    for (const c of order) if (s.board[c] === 0) return c;
+    return pick(rng, free);
+  });
+}
+
+export function randomPlayer(): TttOpponent {
+  return withAct('random', (s, rng) => pick(rng, assertPlayable(s, 'random')));
+}
+
+// ---------- minimax ----------
+
+/**
+ * Negamax value for the side to move: a win scores 1 + the number of empty cells left after the
+ * winning move (so quicker wins score higher and slower losses are preferred), a draw 0.
+ */
+const minimaxMemo = new Map<string, number>();
+
+function negamax(b: Board, m: Mark): number {
+  const key = boardKey(b);
+  const hit = minimaxMemo.get(key);
+  if (hit !== undefined) return hit;
+  let best = -Infinity;
+  for (const c of emptyCells(b)) best = Math.max(best, moveValue(b, c, m));
+  minimaxMemo.set(key, best);
+  return best;
+}
+
+/** Value for `m` of playing cell `c` on `b`. */
+function moveValue(b: Board, c: number, m: Mark): number {
+  const next = play(b, c, m);
+  if (winner(next) === m) return 1 + emptyCells(next).length;
+  if (isFull(next)) return 0;
+  return 0 - negamax(next, other(m)) || 0; // `|| 0` turns −0 into 0
+}
+
+/** Game-theoretic value of a position for the side to move (>0 win, 0 draw, <0 loss). */
+export function minimaxValue(b: Board, m: Mark): number {
+  if (winner(b) !== 0 || isFull(b)) throw new Error('minimaxValue: the game is over');
+  return negamax(b, m);
+}
+
+/** All optimal cells for the side to move. */
+export function minimaxMoves(b: Board, m: Mark): number[] {
+  const free = emptyCells(b);
+  const values = free.map((c) => moveValue(b, c, m));
+  const best = Math.max(...values);
+  return free.filter((_, i) => values[i] === best);
+}
+
+/** Perfect player; ties among optimal moves are broken with the rng ('random') or by lowest cell ('first'). */
+export function minimaxPlayer(tieBreak: 'random' | 'first' = 'random'): TttOpponent {
+  return withAct('minimax', (s, rng) => {
+    assertPlayable(s, 'minimax');
+    const moves = minimaxMoves(s.board, s.toMove);
+    return tieBreak === 'first' ? moves[0]! : pick(rng, moves);
+  });
+}
+
+// ---------- MCTS ----------
+
+interface MctsNode {
+  board: Board;
+  /** The mark that moved into this node. */
+  justMoved: Mark;
+  move: number;
+  parent: MctsNode | null;
+  children: MctsNode[];
+  untried: number[];
+  visits: number;
+  /** Sum of results for `justMoved` (win 1, draw 0.5, loss 0). */
+  score: number;
+}
+
+function newNode(board: Board, justMoved: Mark, move: number, parent: MctsNode | null): MctsNode {
+  const over = winner(board) !== 0 || isFull(board);
+  return { board, justMoved, move, parent, children: [], untried: over ? [] : emptyCells(board), visits: 0, score: 0 };
+}
+
+/** UCT search from `state` with `simulations` playouts (one random rollout each); returns a cell. */
+export function mctsMove(state: TttState, simulations: number, rng: RandomSource, c = 1.4): number {
+  const root = newNode(state.board, other(state.toMove), -1, null);
+  for (let i = 0; i < simulations; i++) {
+    let node = root;
+    // Selection: descend fully expanded nodes by UCT.
+    while (node.untried.length === 0 && node.children.length > 0) {
+      const logN = Math.log(node.visits);
+      let best = node.children[0]!, bestU = -Infinity;
+      for (const ch of node.children) {
+        const u = ch.score / ch.visits + c * Math.sqrt(logN / ch.visits);
+        if (u > bestU) { bestU = u; best = ch; }
+      }
+      node = best;
+    }
+    // Expansion: one untried move, chosen at random.
+    if (node.untried.length > 0) {
+      const k = Math.min(node.untried.length - 1, Math.floor(rng() * node.untried.length));
+      const cell = node.untried.splice(k, 1)[0]!;
+      const mover = other(node.justMoved);
+      const child = newNode(play(node.board, cell, mover), mover, cell, node);
+      node.children.push(child);
+      node = child;
+    }
+    // Rollout: random moves to the end.
+    let b = node.board as Board;
+    let mover = other(node.justMoved);
+    while (winner(b) === 0 && !isFull(b)) {
+      b = play(b, pick(rng, emptyCells(b)), mover);
+      mover = other(mover);
+    }
+    const w = winner(b);
+    // Backpropagation, scored for the mark that moved into each node.
+    for (let n: MctsNode | null = node; n !== null; n = n.parent) {
+      n.visits++;
+      n.score += w === 0 ? 0.5 : w === n.justMoved ? 1 : 0;
+    }
+  }
+  if (root.children.length === 0) throw new Error('mcts: no legal move (is the game over?)');
+  // Most visited child; ties go to the higher mean score, then the earlier expansion.
+  let best = root.children[0]!;
+  for (const ch of root.children) {
+    if (ch.visits > best.visits || (ch.visits === best.visits && ch.score / ch.visits > best.score / best.visits)) best = ch;
+  }
+  return best.move;
+}
+
+export function mctsPlayer(simulations: number, c = 1.4): TttOpponent {
+  if (!Number.isInteger(simulations) || simulations < 1) throw new Error(`mcts: simulations must be a positive integer, got ${simulations}`);
+  return withAct(`mcts-${simulations}`, (s, rng) => {
+    assertPlayable(s, `mcts-${simulations}`);
+    return mctsMove(s, simulations, rng, c);
+  });
+}
+
+// ---------- registry ----------
+
+/** Fixed names; any `mcts-<N>` (N ≥ 1) is accepted too. */
+export const TTT_OPPONENT_NAMES: readonly string[] = [...Object.keys(PRIORITY_LISTS), 'random', 'mcts-100', 'minimax'];
+
+export function tttOpponent(name: string): TttOpponent {
+  const order = PRIORITY_LISTS[name];
+  if (order) return priorityPlayer(name, order);
+  if (name === 'random') return randomPlayer();
+  if (name === 'minimax') return minimaxPlayer('random');
+  const m = /^mcts-(\d+)$/.exec(name);
+  if (m) return mctsPlayer(Number(m[1]));
+  throw new Error(`tictactoe: unknown opponent '${name}'; choose one of ${TTT_OPPONENT_NAMES.join(', ')} or mcts-<simulations>`);
+}
+
+export function resolveTttOpponent(o: string | TttOpponent): TttOpponent {
+  return typeof o === 'string' ? tttOpponent(o) : o;
+}
