@@ -21,6 +21,11 @@ export interface TokenSeq {
   /** 1 = this token contributes to the loss. */
   mask: number[];
   source: TokenSourceId[];
+  /**
+   * Constrained decoding masks (0/1 over the vocabulary) that model tokens were sampled under, aligned
+   * with `ids`; null/absent where unconstrained. Needed to recompute behaviour logprobs exactly.
+   */
+  constraintMasks?: (Uint8Array | null)[];
 }
 
 /** A completion returned by any sampler (built-in or remote). */
@@ -45,6 +50,8 @@ export interface Sample {
   advantage?: number | number[];
   /** Keys whose values define the groups advantages are normalised within (see src/rl/advantages). */
   keys: Record<string, string>;
+  /** Sampling temperature of the model tokens (default 1): logprobs are recomputed under it. */
+  temperature?: number;
   /** Free-form, JSON-safe metadata (episode index, opponent, step kind …). */
   meta?: Record<string, unknown>;
 }
@@ -67,6 +74,7 @@ export function emptySeq(): TokenSeq {
 
 /** Append prompt/tool/env tokens (not sampled, not trained). */
 export function appendContext(seq: TokenSeq, ids: readonly number[], source: TokenSourceId = TokenSource.prompt): void {
+  if (seq.constraintMasks) for (let i = 0; i < ids.length; i++) seq.constraintMasks.push(null);
   for (const id of ids) {
     seq.ids.push(id);
     seq.logprobs.push(0);
@@ -77,9 +85,13 @@ export function appendContext(seq: TokenSeq, ids: readonly number[], source: Tok
 }
 
 /** Append sampled model tokens with their behaviour logprobs and versions (trained by default). */
-export function appendCompletion(seq: TokenSeq, c: Pick<Completion, 'ids' | 'logprobs' | 'versions'>, trained = true): void {
+export function appendCompletion(seq: TokenSeq, c: Pick<Completion, 'ids' | 'logprobs' | 'versions'> & { masks?: (Uint8Array | null)[] }, trained = true): void {
   if (c.ids.length !== c.logprobs.length || c.ids.length !== c.versions.length) {
     throw new Error(`appendCompletion: ids/logprobs/versions lengths differ (${c.ids.length}/${c.logprobs.length}/${c.versions.length})`);
+  }
+  if (c.masks || seq.constraintMasks) {
+    seq.constraintMasks ??= new Array<Uint8Array | null>(seq.ids.length).fill(null);
+    for (let i = 0; i < c.ids.length; i++) seq.constraintMasks.push(c.masks?.[i] ?? null);
   }
   for (let i = 0; i < c.ids.length; i++) {
     seq.ids.push(c.ids[i]!);

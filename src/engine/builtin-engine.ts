@@ -1,0 +1,219 @@
+/**
+ * The built-in inference engine: continuous batching over a KV cache.
+ *
+ * Concurrent `generate` calls join one decode loop: each loop iteration admits queued requests
+ * (prefill into a free cache slot), samples one token for every active row, retires finished rows,
+ * and runs one batched decode step for the rest. The loop yields to the event loop between
+ * iterations so that workflows returning from tool calls can join the running batch.
+ *
+ * Weight updates are interruptible: `setWeights` takes effect between two tokens; every active row
+ * is re-prefilled with the new weights and continues. Each token records the version that sampled it.
+ */
+import type { Tokenizer, InferenceEngine, SamplingParams, SampledCompletion } from './types.ts';
+import type { Transformer, KVCache } from './model.ts';
+import { Rng } from '../core/rng.ts';
+import { sampleToken } from './sampling.ts';
+
+interface Request {
+  prompt: number[];
+  params: SamplingParams;
+  temperature: number;
+  rng: Rng;
+  ids: number[];
+  logprobs: number[];
+  versions: number[];
+  masks: (Uint8Array | null)[];
+  logits: Float32Array;
+  resolve: (c: SampledCompletion) => void;
+  reject: (e: Error) => void;
+}
+
+export interface EngineStats {
+  /** Batched decode steps run. */
+  decodeSteps: number;
+  /** Sum over decode steps of the rows decoded (mean occupancy = rowsDecoded / decodeSteps). */
+  rowsDecoded: number;
+  prefills: number;
+  prefillTokens: number;
+  tokensSampled: number;
+  /** Re-prefills caused by weight updates in the middle of a generation. */
+  interruptions: number;
+  weightUpdates: number;
+}
+
+export interface BuiltinEngineOptions {
+  /** Max rows decoded together (KV-cache slots). */
+  maxBatch?: number;
+  seed?: number;
+}
+
+export class BuiltinEngine implements InferenceEngine {
+  private readonly cache: KVCache;
+  private readonly maxBatch: number;
+  private readonly queue: Request[] = [];
+  private readonly active: Request[] = [];
+  private readonly rng: Rng;
+  private readonly probs: Float64Array;
+  private readonly stepTokens: Int32Array;
+  private currentVersion = 0;
+  private pending: { params: Float32Array; version: number } | null = null;
+  private scheduled = false;
+  readonly stats: EngineStats = { decodeSteps: 0, rowsDecoded: 0, prefills: 0, prefillTokens: 0, tokensSampled: 0, interruptions: 0, weightUpdates: 0 };
+
+  constructor(readonly model: Transformer, readonly tokenizer: Tokenizer, opts: BuiltinEngineOptions = {}) {
+    this.maxBatch = opts.maxBatch ?? 64;
+    this.cache = model.newKVCache(this.maxBatch);
+    this.rng = new Rng(opts.seed ?? 1234);
+    this.probs = new Float64Array(model.config.vocabSize);
+    this.stepTokens = new Int32Array(this.maxBatch);
+    if (tokenizer.vocabSize > model.config.vocabSize) {
+      throw new Error(`BuiltinEngine: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabSize is ${model.config.vocabSize}`);
+    }
+  }
+
+  get contextLength(): number {
+    return this.model.config.contextLength;
+  }
+
+  version(): number {
+    return this.currentVersion;
+  }
+
+  /** Rows currently being decoded plus queued requests. */
+  load(): { active: number; queued: number } {
+    return { active: this.active.length, queued: this.queue.length };
+  }
+
+  /**
+   * Publish new weights (same layout as model.params). They are copied in between two decode
+   * steps; active generations are re-prefilled and continue under the new version.
+   */
+  setWeights(params: Float32Array, version: number): void {
+    if (params.length !== this.model.params.length) throw new Error(`setWeights: expected ${this.model.params.length} floats, got ${params.length}`);
+    this.pending = { params, version };
+    if (this.active.length === 0 && this.queue.length === 0) this.applyPendingWeights();
+  }
+
+  generate(prompt: readonly number[], params: SamplingParams): Promise<SampledCompletion> {
+    const V = this.model.config.vocabSize, ctx = this.model.config.contextLength;
+    const temperature = params.temperature ?? 1;
+    if (prompt.length === 0) return Promise.reject(new Error('generate: empty prompt'));
+    if (prompt.length >= ctx) return Promise.reject(new Error(`generate: prompt has ${prompt.length} tokens; the model's contextLength is ${ctx} (leave room for at least one new token)`));
+    for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= V) return Promise.reject(new Error(`generate: prompt token id ${id} is outside the vocabulary [0, ${V})`));
+    if (!(temperature > 0)) return Promise.reject(new Error(`generate: temperature must be > 0 (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`));
+    if (!(params.maxTokens >= 1)) return Promise.reject(new Error(`generate: maxTokens must be ≥ 1 (got ${params.maxTokens})`));
+    return new Promise((resolve, reject) => {
+      this.queue.push({
+        prompt: [...prompt], params, temperature,
+        rng: params.seed !== undefined ? new Rng(params.seed) : this.rng.fork(),
+        ids: [], logprobs: [], versions: [], masks: [], logits: new Float32Array(V), resolve, reject,
+      });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      try {
+        this.iterate();
+      } catch (e) {
+        // A kernel error is fatal for every request in flight: report it to each caller.
+        const err = e instanceof Error ? e : new Error(String(e));
+        for (const r of [...this.active, ...this.queue]) r.reject(err);
+        this.active.length = 0;
+        this.queue.length = 0;
+        this.cache.lens.fill(0);
+        return;
+      }
+      if (this.active.length > 0 || this.queue.length > 0) this.schedule();
+    });
+  }
+
+  private applyPendingWeights(): void {
+    if (!this.pending) return;
+    this.model.params.set(this.pending.params);
+    this.currentVersion = this.pending.version;
+    this.pending = null;
+    this.stats.weightUpdates++;
+  }
+
+  private iterate(): void {
+    if (this.pending) {
+      this.applyPendingWeights();
+      // Interruptible generation: recompute every active row's cache with the new weights.
+      for (let slot = 0; slot < this.active.length; slot++) {
+        const r = this.active[slot]!;
+        const ctx = r.prompt.concat(r.ids); // cache after the last decode held exactly this
+        r.logits.set(this.model.prefill(this.cache, slot, ctx));
+        this.stats.prefills++;
+        this.stats.prefillTokens += ctx.length;
+        this.stats.interruptions++;
+      }
+    }
+    while (this.queue.length > 0 && this.active.length < this.maxBatch) {
+      const r = this.queue.shift()!;
+      const slot = this.active.length;
+      r.logits.set(this.model.prefill(this.cache, slot, r.prompt));
+      this.stats.prefills++;
+      this.stats.prefillTokens += r.prompt.length;
+      this.active.push(r);
+    }
+    // Sample one token per active row from its current logits.
+    const V = this.model.config.vocabSize, ctxLen = this.model.config.contextLength;
+    for (let slot = 0; slot < this.active.length; slot++) {
+      const r = this.active[slot]!;
+      const mask = r.params.constraint ? r.params.constraint(r.ids) : null;
+      if (mask && mask.length !== V) throw new Error(`constraint returned a mask of length ${mask.length}, expected vocabSize ${V}`);
+      const tok = sampleToken(r.logits, V, { temperature: r.temperature, topK: r.params.topK ?? 0, topP: r.params.topP ?? 1, mask }, r.rng, this.probs);
+      r.ids.push(tok.id);
+      r.logprobs.push(tok.logprob);
+      r.versions.push(this.currentVersion);
+      r.masks.push(mask);
+      this.stats.tokensSampled++;
+    }
+    // Retire finished rows, keeping active slots contiguous.
+    for (let slot = this.active.length - 1; slot >= 0; slot--) {
+      const r = this.active[slot]!;
+      const reason = this.finishReason(r, ctxLen);
+      if (!reason) continue;
+      const lastSlot = this.active.length - 1;
+      if (slot !== lastSlot) {
+        this.cache.moveSlot(lastSlot, slot);
+        this.active[slot] = this.active[lastSlot]!;
+      } else {
+        this.cache.lens[slot] = 0;
+      }
+      this.active.pop();
+      r.resolve({
+        ids: r.ids, logprobs: r.logprobs, versions: r.versions, text: this.tokenizer.decode(r.ids),
+        finishReason: reason, masks: r.masks.some((m) => m !== null) ? r.masks : undefined, temperature: r.temperature,
+      });
+    }
+    const n = this.active.length;
+    if (n === 0) return;
+    for (let b = 0; b < n; b++) {
+      const r = this.active[b]!;
+      this.stepTokens[b] = r.ids[r.ids.length - 1]!;
+    }
+    const logits = this.model.decode(this.cache, this.stepTokens, n);
+    for (let b = 0; b < n; b++) this.active[b]!.logits.set(logits.subarray(b * V, (b + 1) * V));
+    this.stats.decodeSteps++;
+    this.stats.rowsDecoded += n;
+  }
+
+  private finishReason(r: Request, ctxLen: number): SampledCompletion['finishReason'] | null {
+    const last = r.ids[r.ids.length - 1]!;
+    if (last === this.tokenizer.eosId) return 'eos';
+    if (r.params.stopIds?.includes(last)) return 'stop';
+    if (r.params.stop && r.params.stop.length > 0) {
+      const tail = this.tokenizer.decode(r.ids.slice(-16));
+      if (r.params.stop.some((s) => tail.endsWith(s))) return 'stop';
+    }
+    if (r.ids.length >= r.params.maxTokens) return 'length';
+    if (r.prompt.length + r.ids.length >= ctxLen) return 'length';
+    return null;
+  }
+}

@@ -1,0 +1,503 @@
+/**
+ * The built-in decoder-only transformer, written llm.c style: all parameters in one Float32Array
+ * with named views, all activations preallocated per batch shape, one explicit forward and one
+ * explicit backward that call the kernels of a `Backend` in order. Gradients are proven by the
+ * gradient checks in test/model-gradcheck.test.ts.
+ *
+ * The network ends in per-token logprobs of given targets (and entropies): RL losses are functions of
+ * those, so `backward(dLogp, dEnt)` is all the trainer needs.
+ */
+import { z } from 'zod';
+import type { Backend } from './backend.ts';
+import { Rng } from '../core/rng.ts';
+
+export const ModelConfigSchema = z.object({
+  vocabSize: z.number().int().min(2),
+  contextLength: z.number().int().min(2),
+  nLayer: z.number().int().min(1),
+  nHead: z.number().int().min(1),
+  nEmbd: z.number().int().min(2),
+  norm: z.enum(['layernorm', 'rmsnorm']).default('layernorm'),
+  positions: z.enum(['learned', 'rope']).default('learned'),
+  ropeBase: z.number().positive().default(10000),
+  mlpRatio: z.number().int().min(1).default(4),
+  /** Init std of weight matrices (GPT-2: 0.02); residual projections are scaled by 1/sqrt(2·nLayer). */
+  initStd: z.number().positive().default(0.02),
+}).superRefine((c, ctx) => {
+  if (c.nEmbd % c.nHead !== 0) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['nEmbd'], message: `nEmbd (${c.nEmbd}) must be divisible by nHead (${c.nHead})` });
+  }
+  if (c.positions === 'rope' && (c.nEmbd / c.nHead) % 2 !== 0) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['nHead'], message: `rotary positions need an even head size; nEmbd/nHead = ${c.nEmbd / c.nHead}` });
+  }
+});
+export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
+export type ModelConfig = z.output<typeof ModelConfigSchema>;
+
+/** Parse a model config, throwing an error that names the field and the fix. */
+export function parseModelConfig(input: unknown): ModelConfig {
+  const r = ModelConfigSchema.safeParse(input);
+  if (!r.success) {
+    const msg = r.error.issues.map((i) => `model.${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid model config: ${msg}`);
+  }
+  return r.data;
+}
+
+export interface ParamView {
+  name: string;
+  offset: number;
+  shape: number[];
+  size: number;
+  /** Weight decay applies to matrices (and embeddings), not to biases or norm gains (nanoGPT convention). */
+  decay: boolean;
+}
+
+interface LayerParams {
+  ln1w: Float32Array; ln1b: Float32Array;
+  qkvw: Float32Array; qkvb: Float32Array;
+  projw: Float32Array; projb: Float32Array;
+  ln2w: Float32Array; ln2b: Float32Array;
+  fcw: Float32Array; fcb: Float32Array;
+  fcprojw: Float32Array; fcprojb: Float32Array;
+}
+interface Params {
+  wte: Float32Array;
+  wpe: Float32Array | null;
+  layers: LayerParams[];
+  lnfw: Float32Array; lnfb: Float32Array;
+}
+
+/** Compute the parameter layout of a config (names, shapes, offsets into the flat buffer). */
+export function paramLayout(c: ModelConfig): ParamView[] {
+  const C = c.nEmbd, H = c.mlpRatio * C;
+  const views: ParamView[] = [];
+  let offset = 0;
+  const add = (name: string, shape: number[], decay: boolean) => {
+    const size = shape.reduce((a, b) => a * b, 1);
+    views.push({ name, offset, shape, size, decay });
+    offset += size;
+  };
+  const normBias = c.norm === 'layernorm';
+  add('wte', [c.vocabSize, C], true);
+  if (c.positions === 'learned') add('wpe', [c.contextLength, C], true);
+  for (let l = 0; l < c.nLayer; l++) {
+    add(`h${l}.ln1.w`, [C], false);
+    if (normBias) add(`h${l}.ln1.b`, [C], false);
+    add(`h${l}.attn.qkv.w`, [3 * C, C], true);
+    add(`h${l}.attn.qkv.b`, [3 * C], false);
+    add(`h${l}.attn.proj.w`, [C, C], true);
+    add(`h${l}.attn.proj.b`, [C], false);
+    add(`h${l}.ln2.w`, [C], false);
+    if (normBias) add(`h${l}.ln2.b`, [C], false);
+    add(`h${l}.mlp.fc.w`, [H, C], true);
+    add(`h${l}.mlp.fc.b`, [H], false);
+    add(`h${l}.mlp.proj.w`, [C, H], true);
+    add(`h${l}.mlp.proj.b`, [C], false);
+  }
+  add('lnf.w', [C], false);
+  if (normBias) add('lnf.b', [C], false);
+  return views;
+}
+
+const EMPTY = new Float32Array(0);
+
+function bindParams(buf: Float32Array, layout: ParamView[], c: ModelConfig): Params {
+  const byName = new Map(layout.map((v) => [v.name, buf.subarray(v.offset, v.offset + v.size)]));
+  const get = (n: string) => byName.get(n) ?? EMPTY;
+  const layers: LayerParams[] = [];
+  for (let l = 0; l < c.nLayer; l++) {
+    layers.push({
+      ln1w: get(`h${l}.ln1.w`), ln1b: get(`h${l}.ln1.b`),
+      qkvw: get(`h${l}.attn.qkv.w`), qkvb: get(`h${l}.attn.qkv.b`),
+      projw: get(`h${l}.attn.proj.w`), projb: get(`h${l}.attn.proj.b`),
+      ln2w: get(`h${l}.ln2.w`), ln2b: get(`h${l}.ln2.b`),
+      fcw: get(`h${l}.mlp.fc.w`), fcb: get(`h${l}.mlp.fc.b`),
+      fcprojw: get(`h${l}.mlp.proj.w`), fcprojb: get(`h${l}.mlp.proj.b`),
+    });
+  }
+  return { wte: get('wte'), wpe: byName.get('wpe') ?? null, layers, lnfw: get('lnf.w'), lnfb: get('lnf.b') };
+}
+
+/** Activations saved by one layer's forward for its backward. */
+interface LayerActs {
+  ln1: Float32Array; ln1Mean: Float32Array; ln1Rstd: Float32Array;
+  qkv: Float32Array; atty: Float32Array; att: Float32Array;
+  attproj: Float32Array; res2: Float32Array;
+  ln2: Float32Array; ln2Mean: Float32Array; ln2Rstd: Float32Array;
+  fch: Float32Array; fchGelu: Float32Array; fcproj: Float32Array; res3: Float32Array;
+}
+
+/** All buffers for one (B, T) shape; reused across steps. */
+class Workspace {
+  readonly encoded: Float32Array;
+  readonly layers: LayerActs[] = [];
+  readonly lnf: Float32Array; readonly lnfMean: Float32Array; readonly lnfRstd: Float32Array;
+  readonly logits: Float32Array;
+  readonly logprobs: Float32Array; readonly entropy: Float32Array;
+  // gradient scratch
+  readonly dres: Float32Array; readonly dln: Float32Array; readonly dqkv: Float32Array;
+  readonly datty: Float32Array; readonly datt: Float32Array; readonly dfch: Float32Array; readonly dfchGelu: Float32Array;
+  readonly pos0: Int32Array;
+
+  constructor(readonly B: number, readonly T: number, c: ModelConfig) {
+    const N = B * T, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead;
+    const f = (n: number) => new Float32Array(n);
+    this.encoded = f(N * C);
+    for (let l = 0; l < c.nLayer; l++) {
+      this.layers.push({
+        ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N),
+        qkv: f(N * 3 * C), atty: f(N * C), att: f(B * NH * T * T),
+        attproj: f(N * C), res2: f(N * C),
+        ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
+        fch: f(N * H), fchGelu: f(N * H), fcproj: f(N * C), res3: f(N * C),
+      });
+    }
+    this.lnf = f(N * C); this.lnfMean = f(N); this.lnfRstd = f(N);
+    this.logits = f(N * c.vocabSize);
+    this.logprobs = f(N); this.entropy = f(N);
+    this.dres = f(N * C); this.dln = f(N * C); this.dqkv = f(N * 3 * C);
+    this.datty = f(N * C); this.datt = f(B * NH * T * T); this.dfch = f(N * H); this.dfchGelu = f(N * H);
+    this.pos0 = new Int32Array(B);
+  }
+}
+
+/** Input of a training/scoring forward pass: B rows of T tokens, right-padded. */
+export interface ForwardBatch {
+  B: number;
+  T: number;
+  /** [B*T] input token ids (padding may be any valid id, e.g. 0). */
+  tokens: Int32Array;
+  /** [B*T] the id to score at each position (normally the next token); -1 = not scored. */
+  targets: Int32Array;
+  /** Optional [B*T*V] allowed-token masks (constrained decoding), 1 = allowed. */
+  masks?: Uint8Array | null;
+  /** Sampling temperature the logprobs are computed under (default 1). */
+  temperature?: number;
+}
+
+export interface ForwardResult {
+  /** [B*T] logprob of targets under the tempered, masked distribution (0 where target < 0). */
+  logprobs: Float32Array;
+  /** [B*T] entropy of that distribution (0 where target < 0). */
+  entropy: Float32Array;
+}
+
+export class Transformer {
+  readonly config: ModelConfig;
+  readonly layout: ParamView[];
+  readonly numParams: number;
+  /** All parameters, one contiguous buffer. */
+  readonly params: Float32Array;
+  /** Gradients, same layout. */
+  readonly grads: Float32Array;
+  private readonly p: Params;
+  private readonly g: Params;
+  private ws: Workspace | null = null;
+  private last: { batch: ForwardBatch; ws: Workspace; invTemp: number } | null = null;
+
+  constructor(config: ModelConfigInput, readonly backend: Backend, seed = 0) {
+    this.config = parseModelConfig(config);
+    this.layout = paramLayout(this.config);
+    const last = this.layout[this.layout.length - 1]!;
+    this.numParams = last.offset + last.size;
+    this.params = new Float32Array(this.numParams);
+    this.grads = new Float32Array(this.numParams);
+    this.p = bindParams(this.params, this.layout, this.config);
+    this.g = bindParams(this.grads, this.layout, this.config);
+    this.init(seed);
+  }
+
+  /** GPT-2 initialisation: N(0, std) matrices, residual projections scaled by 1/sqrt(2L), zero biases, unit gains. */
+  init(seed: number): void {
+    const rng = new Rng(seed);
+    const c = this.config;
+    for (const v of this.layout) {
+      const view = this.params.subarray(v.offset, v.offset + v.size);
+      if (v.shape.length === 1) {
+        view.fill(v.name.endsWith('.w') && /ln/.test(v.name) ? 1 : 0);
+      } else {
+        const std = /(attn\.proj|mlp\.proj)\.w$/.test(v.name) ? c.initStd / Math.sqrt(2 * c.nLayer) : c.initStd;
+        for (let i = 0; i < view.length; i++) view[i] = rng.normal() * std;
+      }
+    }
+  }
+
+  view(buf: Float32Array, name: string): Float32Array {
+    const v = this.layout.find((x) => x.name === name);
+    if (!v) throw new Error(`unknown parameter '${name}'`);
+    return buf.subarray(v.offset, v.offset + v.size);
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  private workspace(B: number, T: number): Workspace {
+    if (!this.ws || this.ws.B !== B || this.ws.T !== T) this.ws = new Workspace(B, T, this.config);
+    return this.ws;
+  }
+
+  /** Validate a batch against the model; every error names the problem. */
+  private check(b: ForwardBatch): void {
+    const c = this.config, N = b.B * b.T;
+    if (!Number.isInteger(b.B) || !Number.isInteger(b.T) || b.B < 1 || b.T < 1) throw new Error(`forward: B and T must be positive integers (got B=${b.B}, T=${b.T})`);
+    if (b.T > c.contextLength) throw new Error(`forward: sequence length T=${b.T} exceeds the model's contextLength ${c.contextLength}`);
+    if (b.tokens.length !== N) throw new Error(`forward: tokens has length ${b.tokens.length}, expected B*T = ${N}`);
+    if (b.targets.length !== N) throw new Error(`forward: targets has length ${b.targets.length}, expected B*T = ${N}`);
+    if (b.masks && b.masks.length !== N * c.vocabSize) throw new Error(`forward: masks has length ${b.masks.length}, expected B*T*V = ${N * c.vocabSize}`);
+    for (let i = 0; i < N; i++) {
+      const t = b.tokens[i]!;
+      if (t < 0 || t >= c.vocabSize) throw new Error(`forward: token id ${t} at position ${i} is outside the vocabulary [0, ${c.vocabSize})`);
+      const y = b.targets[i]!;
+      if (y >= c.vocabSize) throw new Error(`forward: target id ${y} at position ${i} is outside the vocabulary [0, ${c.vocabSize})`);
+    }
+    const temp = b.temperature ?? 1;
+    if (!(temp > 0) || !Number.isFinite(temp)) throw new Error(`forward: temperature must be a positive finite number (got ${temp})`);
+  }
+
+  /** Forward pass; saves activations for `backward`. */
+  forward(batch: ForwardBatch): ForwardResult {
+    this.check(batch);
+    const { B, T } = batch;
+    const c = this.config, be = this.backend, p = this.p;
+    const N = B * T, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize;
+    const ws = this.workspace(B, T);
+    ws.pos0.fill(0);
+    be.embedForward(ws.encoded, batch.tokens, p.wte, p.wpe, B, T, C);
+    let x = ws.encoded;
+    for (let l = 0; l < c.nLayer; l++) {
+      const w = p.layers[l]!, a = ws.layers[l]!;
+      this.norm(a.ln1, a.ln1Mean, a.ln1Rstd, x, w.ln1w, w.ln1b, N);
+      be.sgemm(false, true, N, 3 * C, C, 1, a.ln1, C, w.qkvw, C, 0, a.qkv, 3 * C);
+      be.addBias(a.qkv, w.qkvb, N, 3 * C);
+      if (c.positions === 'rope') be.rope(a.qkv, ws.pos0, B, T, C, NH, c.ropeBase, false);
+      be.attentionForward(a.atty, a.att, a.qkv, B, T, C, NH);
+      be.sgemm(false, true, N, C, C, 1, a.atty, C, w.projw, C, 0, a.attproj, C);
+      be.addBias(a.attproj, w.projb, N, C);
+      be.add(a.res2, x, a.attproj, N * C);
+      this.norm(a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, w.ln2w, w.ln2b, N);
+      be.sgemm(false, true, N, H, C, 1, a.ln2, C, w.fcw, C, 0, a.fch, H);
+      be.addBias(a.fch, w.fcb, N, H);
+      be.geluForward(a.fchGelu, a.fch, N * H);
+      be.sgemm(false, true, N, C, H, 1, a.fchGelu, H, w.fcprojw, H, 0, a.fcproj, C);
+      be.addBias(a.fcproj, w.fcprojb, N, C);
+      be.add(a.res3, a.res2, a.fcproj, N * C);
+      x = a.res3;
+    }
+    this.norm(ws.lnf, ws.lnfMean, ws.lnfRstd, x, p.lnfw, p.lnfb, N);
+    // Tied output head: logits = lnf · wteᵀ.
+    be.sgemm(false, true, N, V, C, 1, ws.lnf, C, p.wte, C, 0, ws.logits, V);
+    const invTemp = 1 / (batch.temperature ?? 1);
+    be.logSoftmaxForward(ws.logprobs, ws.entropy, ws.logits, batch.targets, batch.masks ?? null, N, V, invTemp);
+    this.last = { batch, ws, invTemp };
+    return { logprobs: ws.logprobs, entropy: ws.entropy };
+  }
+
+  /**
+   * Backward from per-token gradients of the loss w.r.t. the logprobs and entropies returned by the
+   * last `forward`. Accumulates into `grads` (call zeroGrad once per optimizer step).
+   */
+  backward(dLogp: Float32Array, dEnt: Float32Array): void {
+    if (!this.last) throw new Error('backward: call forward first');
+    const { batch, ws, invTemp } = this.last;
+    const { B, T } = batch;
+    const c = this.config, be = this.backend, p = this.p, g = this.g;
+    const N = B * T, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize;
+    if (dLogp.length !== N || dEnt.length !== N) throw new Error(`backward: dLogp/dEnt must have length B*T = ${N} (got ${dLogp.length}/${dEnt.length})`);
+    // The logits buffer becomes dlogits in place (the forward's logits are not needed afterwards).
+    const dlogits = ws.logits;
+    be.logSoftmaxBackward(dlogits, ws.logits, batch.targets, batch.masks ?? null, dLogp, dEnt, N, V, invTemp);
+    be.sgemm(false, false, N, C, V, 1, dlogits, V, p.wte, C, 0, ws.dln, C);
+    be.sgemm(true, false, V, C, N, 1, dlogits, V, ws.lnf, C, 1, g.wte, C);
+    const lastX = c.nLayer > 0 ? ws.layers[c.nLayer - 1]!.res3 : ws.encoded;
+    ws.dres.fill(0);
+    this.normBackward(ws.dres, g.lnfw, g.lnfb, ws.dln, lastX, p.lnfw, ws.lnfMean, ws.lnfRstd, N);
+    for (let l = c.nLayer - 1; l >= 0; l--) {
+      const w = p.layers[l]!, gw = g.layers[l]!, a = ws.layers[l]!;
+      const x = l === 0 ? ws.encoded : ws.layers[l - 1]!.res3;
+      // res3 = res2 + fcproj(gelu(fc(ln2(res2))))
+      be.biasBackward(gw.fcprojb, ws.dres, N, C);
+      be.sgemm(true, false, C, H, N, 1, ws.dres, C, a.fchGelu, H, 1, gw.fcprojw, H);
+      be.sgemm(false, false, N, H, C, 1, ws.dres, C, w.fcprojw, H, 0, ws.dfchGelu, H);
+      ws.dfch.fill(0);
+      be.geluBackward(ws.dfch, a.fch, ws.dfchGelu, N * H);
+      be.biasBackward(gw.fcb, ws.dfch, N, H);
+      be.sgemm(true, false, H, C, N, 1, ws.dfch, H, a.ln2, C, 1, gw.fcw, C);
+      be.sgemm(false, false, N, C, H, 1, ws.dfch, H, w.fcw, C, 0, ws.dln, C);
+      this.normBackward(ws.dres, gw.ln2w, gw.ln2b, ws.dln, a.res2, w.ln2w, a.ln2Mean, a.ln2Rstd, N);
+      // res2 = x + proj(attn(qkv(ln1(x))))
+      be.biasBackward(gw.projb, ws.dres, N, C);
+      be.sgemm(true, false, C, C, N, 1, ws.dres, C, a.atty, C, 1, gw.projw, C);
+      be.sgemm(false, false, N, C, C, 1, ws.dres, C, w.projw, C, 0, ws.datty, C);
+      ws.dqkv.fill(0);
+      be.attentionBackward(ws.dqkv, ws.datt, ws.datty, a.qkv, a.att, B, T, C, NH);
+      if (c.positions === 'rope') be.rope(ws.dqkv, ws.pos0, B, T, C, NH, c.ropeBase, true);
+      be.biasBackward(gw.qkvb, ws.dqkv, N, 3 * C);
+      be.sgemm(true, false, 3 * C, C, N, 1, ws.dqkv, 3 * C, a.ln1, C, 1, gw.qkvw, C);
+      be.sgemm(false, false, N, C, 3 * C, 1, ws.dqkv, 3 * C, w.qkvw, C, 0, ws.dln, C);
+      this.normBackward(ws.dres, gw.ln1w, gw.ln1b, ws.dln, x, w.ln1w, a.ln1Mean, a.ln1Rstd, N);
+    }
+    be.embedBackward(g.wte, g.wpe, ws.dres, batch.tokens, B, T, C);
+    this.last = null; // logits were overwritten: a second backward would be wrong
+  }
+
+  private norm(out: Float32Array, mean: Float32Array, rstd: Float32Array, inp: Float32Array, w: Float32Array, b: Float32Array, N: number): void {
+    if (this.config.norm === 'layernorm') this.backend.layernormForward(out, mean, rstd, inp, w, b, N, this.config.nEmbd, 1e-5);
+    else this.backend.rmsnormForward(out, rstd, inp, w, N, this.config.nEmbd, 1e-5);
+  }
+
+  private normBackward(dinp: Float32Array, dw: Float32Array, db: Float32Array, dout: Float32Array, inp: Float32Array, w: Float32Array, mean: Float32Array, rstd: Float32Array, N: number): void {
+    if (this.config.norm === 'layernorm') this.backend.layernormBackward(dinp, dw, db, dout, inp, w, mean, rstd, N, this.config.nEmbd);
+    else this.backend.rmsnormBackward(dinp, dw, dout, inp, w, rstd, N, this.config.nEmbd);
+  }
+
+  // ---- Incremental decoding with a KV cache -------------------------------------------------
+
+  /** Allocate a KV cache with `slots` rows of up to contextLength tokens. */
+  newKVCache(slots: number): KVCache {
+    return new KVCache(this.config, slots);
+  }
+
+  /**
+   * Run `tokens` (a whole prefix) through the model for cache slot `slot`, overwriting that slot's
+   * cache, and return the logits [V] of the last position.
+   */
+  prefill(cache: KVCache, slot: number, tokens: readonly number[]): Float32Array {
+    const c = this.config, be = this.backend, p = this.p;
+    const T = tokens.length, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize;
+    if (T < 1) throw new Error('prefill: empty prompt');
+    if (T > c.contextLength) throw new Error(`prefill: ${T} tokens exceed the model's contextLength ${c.contextLength}`);
+    const ids = Int32Array.from(tokens);
+    for (let i = 0; i < T; i++) if (ids[i]! < 0 || ids[i]! >= V) throw new Error(`prefill: token id ${ids[i]} at position ${i} is outside the vocabulary [0, ${V})`);
+    const ws = this.workspace(1, T);
+    ws.pos0.fill(0);
+    be.embedForward(ws.encoded, ids, p.wte, p.wpe, 1, T, C);
+    let x = ws.encoded;
+    for (let l = 0; l < c.nLayer; l++) {
+      const w = p.layers[l]!, a = ws.layers[l]!;
+      this.norm(a.ln1, a.ln1Mean, a.ln1Rstd, x, w.ln1w, w.ln1b, T);
+      be.sgemm(false, true, T, 3 * C, C, 1, a.ln1, C, w.qkvw, C, 0, a.qkv, 3 * C);
+      be.addBias(a.qkv, w.qkvb, T, 3 * C);
+      if (c.positions === 'rope') be.rope(a.qkv, ws.pos0, 1, T, C, NH, c.ropeBase, false);
+      const kc = cache.k[l]!, vc = cache.v[l]!, base = slot * c.contextLength * C;
+      for (let t = 0; t < T; t++) {
+        kc.set(a.qkv.subarray(t * 3 * C + C, t * 3 * C + 2 * C), base + t * C);
+        vc.set(a.qkv.subarray(t * 3 * C + 2 * C, t * 3 * C + 3 * C), base + t * C);
+      }
+      be.attentionForward(a.atty, a.att, a.qkv, 1, T, C, NH);
+      be.sgemm(false, true, T, C, C, 1, a.atty, C, w.projw, C, 0, a.attproj, C);
+      be.addBias(a.attproj, w.projb, T, C);
+      be.add(a.res2, x, a.attproj, T * C);
+      this.norm(a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, w.ln2w, w.ln2b, T);
+      be.sgemm(false, true, T, H, C, 1, a.ln2, C, w.fcw, C, 0, a.fch, H);
+      be.addBias(a.fch, w.fcb, T, H);
+      be.geluForward(a.fchGelu, a.fch, T * H);
+      be.sgemm(false, true, T, C, H, 1, a.fchGelu, H, w.fcprojw, H, 0, a.fcproj, C);
+      be.addBias(a.fcproj, w.fcprojb, T, C);
+      be.add(a.res3, a.res2, a.fcproj, T * C);
+      x = a.res3;
+    }
+    cache.lens[slot] = T;
+    // Only the last position's logits are needed.
+    const lastRow = x.subarray((T - 1) * C, T * C);
+    const lnf = ws.lnf.subarray(0, C);
+    this.norm(lnf, ws.lnfMean, ws.lnfRstd, lastRow, p.lnfw, p.lnfb, 1);
+    const logits = new Float32Array(V);
+    be.sgemm(false, true, 1, V, C, 1, lnf, C, p.wte, C, 0, logits, V);
+    this.last = null;
+    return logits;
+  }
+
+  /**
+   * One decoding step for cache slots [0, n): appends tokens[b] at position cache.lens[b] of slot b
+   * and returns logits [n, V] (a view into the cache's scratch, valid until the next call).
+   */
+  decode(cache: KVCache, tokens: Int32Array, n: number): Float32Array {
+    const c = this.config, be = this.backend, p = this.p, s = cache.scratch;
+    const C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize, maxT = c.contextLength;
+    if (n > cache.slots) throw new Error(`decode: ${n} rows exceed the cache's ${cache.slots} slots`);
+    for (let b = 0; b < n; b++) {
+      const tok = tokens[b]!, pos = cache.lens[b]!;
+      if (tok < 0 || tok >= V) throw new Error(`decode: token id ${tok} in row ${b} is outside the vocabulary [0, ${V})`);
+      if (pos >= maxT) throw new Error(`decode: row ${b} is full (${pos} tokens = contextLength)`);
+      s.x.set(p.wte.subarray(tok * C, tok * C + C), b * C);
+      if (p.wpe) {
+        const xr = s.x.subarray(b * C, b * C + C), pe = p.wpe.subarray(pos * C, pos * C + C);
+        for (let i = 0; i < C; i++) xr[i] += pe[i]!;
+      }
+    }
+    const x = s.x.subarray(0, n * C), xn = s.xn.subarray(0, n * C), qkv = s.qkv.subarray(0, n * 3 * C);
+    const q = s.q.subarray(0, n * C), y = s.y.subarray(0, n * C), h = s.h.subarray(0, n * H), hg = s.hg.subarray(0, n * H);
+    const lens = cache.lens.subarray(0, n), newLens = s.newLens.subarray(0, n);
+    for (let l = 0; l < c.nLayer; l++) {
+      const w = p.layers[l]!;
+      this.norm(xn, s.mean, s.rstd, x, w.ln1w, w.ln1b, n);
+      be.sgemm(false, true, n, 3 * C, C, 1, xn, C, w.qkvw, C, 0, qkv, 3 * C);
+      be.addBias(qkv, w.qkvb, n, 3 * C);
+      if (c.positions === 'rope') be.rope(qkv, lens, n, 1, C, NH, c.ropeBase, false);
+      const kc = cache.k[l]!, vc = cache.v[l]!;
+      for (let b = 0; b < n; b++) {
+        const dst = (b * maxT + lens[b]!) * C, src = b * 3 * C;
+        q.set(qkv.subarray(src, src + C), b * C);
+        kc.set(qkv.subarray(src + C, src + 2 * C), dst);
+        vc.set(qkv.subarray(src + 2 * C, src + 3 * C), dst);
+        newLens[b] = lens[b]! + 1;
+      }
+      be.attentionDecode(y, q, kc, vc, newLens, n, C, NH, maxT);
+      be.sgemm(false, true, n, C, C, 1, y, C, w.projw, C, 0, xn, C);
+      be.addBias(xn, w.projb, n, C);
+      be.add(x, x, xn, n * C);
+      this.norm(xn, s.mean, s.rstd, x, w.ln2w, w.ln2b, n);
+      be.sgemm(false, true, n, H, C, 1, xn, C, w.fcw, C, 0, h, H);
+      be.addBias(h, w.fcb, n, H);
+      be.geluForward(hg, h, n * H);
+      be.sgemm(false, true, n, C, H, 1, hg, H, w.fcprojw, H, 0, xn, C);
+      be.addBias(xn, w.fcprojb, n, C);
+      be.add(x, x, xn, n * C);
+    }
+    for (let b = 0; b < n; b++) lens[b] = lens[b]! + 1;
+    this.norm(xn, s.mean, s.rstd, x, p.lnfw, p.lnfb, n);
+    const logits = s.logits.subarray(0, n * V);
+    be.sgemm(false, true, n, V, C, 1, xn, C, p.wte, C, 0, logits, V);
+    return logits;
+  }
+}
+
+/** Per-layer K and V caches, [slots, contextLength, C] each, plus decode scratch. */
+export class KVCache {
+  readonly k: Float32Array[] = [];
+  readonly v: Float32Array[] = [];
+  /** Tokens held per slot. */
+  readonly lens: Int32Array;
+  readonly scratch: {
+    x: Float32Array; xn: Float32Array; qkv: Float32Array; q: Float32Array; y: Float32Array;
+    h: Float32Array; hg: Float32Array; mean: Float32Array; rstd: Float32Array; logits: Float32Array; newLens: Int32Array;
+  };
+
+  constructor(private readonly c: ModelConfig, readonly slots: number) {
+    const C = c.nEmbd, H = c.mlpRatio * C, size = slots * c.contextLength * C;
+    for (let l = 0; l < c.nLayer; l++) {
+      this.k.push(new Float32Array(size));
+      this.v.push(new Float32Array(size));
+    }
+    this.lens = new Int32Array(slots);
+    const f = (n: number) => new Float32Array(n);
+    this.scratch = {
+      x: f(slots * C), xn: f(slots * C), qkv: f(slots * 3 * C), q: f(slots * C), y: f(slots * C),
+      h: f(slots * H), hg: f(slots * H), mean: f(slots), rstd: f(slots), logits: f(slots * c.vocabSize), newLens: new Int32Array(slots),
+    };
+  }
+
+  /** Move slot `from` into slot `to` (keeps active rows contiguous when a request finishes). */
+  moveSlot(from: number, to: number): void {
+    if (from === to) return;
+    const span = this.c.contextLength * this.c.nEmbd, len = this.lens[from]! * this.c.nEmbd;
+    for (let l = 0; l < this.k.length; l++) {
+      this.k[l]!.copyWithin(to * span, from * span, from * span + len);
+      this.v[l]!.copyWithin(to * span, from * span, from * span + len);
+    }
+    this.lens[to] = this.lens[from]!;
+    this.lens[from] = 0;
+  }
+}

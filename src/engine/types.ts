@@ -1,0 +1,66 @@
+/**
+ * Engine-facing interfaces shared by the built-in engine and remote engines (vLLM/SGLang, GPU
+ * training services). Workflows and trainers depend only on these.
+ */
+import type { Completion, Sample } from '../core/types.ts';
+
+/** Text ↔ token ids. The built-in model uses a word-level tokenizer; remote models load tokenizer.json. */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly eosId: number;
+  /** Encode text to ids. Never throws on unknown text: unknown words map to an <unk> id. */
+  encode(text: string): number[];
+  decode(ids: readonly number[]): string;
+  /** The string form of one token (for stop-sequence checks and debugging). */
+  tokenString(id: number): string;
+  /** id of an exact token string, or undefined. */
+  tokenId(token: string): number | undefined;
+}
+
+/**
+ * Constrained decoding: given the tokens generated so far in this completion, return the set of
+ * allowed next tokens as a 0/1 mask of length vocabSize, or null for "anything". The behaviour
+ * logprob reported for each sampled token is computed under this mask (and the temperature), and the
+ * trainer recomputes it the same way from the mask stored with the sample.
+ */
+export type TokenConstraint = (generated: readonly number[]) => Uint8Array | null;
+
+export interface SamplingParams {
+  maxTokens: number;
+  temperature?: number; // default 1
+  topP?: number; // default 1 (off)
+  topK?: number; // default 0 (off)
+  /** Stop when the decoded completion ends with one of these strings (the stop text is kept). */
+  stop?: string[];
+  /** Stop after sampling one of these ids (kept in the completion). EOS always stops. */
+  stopIds?: number[];
+  /** Seed for this request's sampling stream (deterministic given weights and batch composition). */
+  seed?: number;
+  constraint?: TokenConstraint;
+}
+
+/** A completion plus the masks it was sampled under (needed to recompute its logprobs exactly). */
+export interface SampledCompletion extends Completion {
+  /** Per generated token: the allowed-token mask used, or null when unconstrained. */
+  masks?: (Uint8Array | null)[];
+  temperature: number;
+}
+
+/** Inference side: generates completions with exact token logprobs and weight versions. */
+export interface InferenceEngine {
+  readonly tokenizer: Tokenizer;
+  /** Max tokens (prompt + completion) one sequence may hold, if the engine has such a limit. */
+  readonly contextLength?: number;
+  /** Version of the weights new tokens are sampled with. */
+  version(): number;
+  /** Concurrent calls are batched by the engine (continuous batching over a KV cache). */
+  generate(prompt: readonly number[], params: SamplingParams): Promise<SampledCompletion>;
+}
+
+export interface TrainStepMetrics {
+  loss: number;
+  gradNorm: number;
+  tokens: number;
+  version: number;
+  [key: string]: number;
+}

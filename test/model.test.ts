@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
+import { Rng } from '../src/core/rng.ts';
+import { allBackends } from './helpers/backends.ts';
+
+const TINY: ModelConfigInput = { vocabSize: 11, contextLength: 8, nLayer: 2, nHead: 2, nEmbd: 8, initStd: 0.3 };
+
+function randomBatch(rng: Rng, B: number, T: number, V: number, withMask: boolean) {
+  const tokens = Int32Array.from({ length: B * T }, () => rng.int(V));
+  const targets = Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 && i > T ? -1 : rng.int(V)));
+  let masks: Uint8Array | null = null;
+  if (withMask) {
+    masks = new Uint8Array(B * T * V);
+    for (let n = 0; n < B * T; n++) {
+      for (let v = 0; v < V; v++) masks[n * V + v] = rng.next() < 0.6 ? 1 : 0;
+      if (targets[n]! >= 0) masks[n * V + targets[n]!] = 1;
+    }
+  }
+  return { B, T, tokens, targets, masks };
+}
+
+/** Scalar objective L = Σ r·logp + s·entropy, in float64 from the model's float32 outputs. */
+function objective(m: Transformer, batch: ReturnType<typeof randomBatch>, temp: number, r: Float32Array, s: Float32Array): number {
+  const out = m.forward({ ...batch, temperature: temp });
+  let L = 0;
+  for (let i = 0; i < r.length; i++) L += r[i]! * out.logprobs[i]! + s[i]! * out.entropy[i]!;
+  return L;
+}
+
+const variants: { name: string; cfg: Partial<ModelConfigInput>; mask: boolean; temp: number }[] = [
+  { name: 'layernorm+learned', cfg: { norm: 'layernorm', positions: 'learned' }, mask: false, temp: 1 },
+  { name: 'rmsnorm+rope, masked, T=0.7', cfg: { norm: 'rmsnorm', positions: 'rope' }, mask: true, temp: 0.7 },
+];
+
+describe.each(allBackends().map((b) => [b.name, b] as const))('whole-model gradient check on %s', (_name, backend) => {
+  it.each(variants)('$name: analytic gradients match central finite differences', ({ cfg, mask, temp }) => {
+    const m = new Transformer({ ...TINY, ...cfg }, backend, 7);
+    const rng = new Rng(11);
+    const batch = randomBatch(rng, 2, 5, TINY.vocabSize, mask);
+    const N = batch.B * batch.T;
+    const r = Float32Array.from({ length: N }, () => rng.normal());
+    const s = Float32Array.from({ length: N }, () => rng.normal() * 0.5);
+    objective(m, batch, temp, r, s);
+    m.zeroGrad();
+    m.backward(r, s);
+    const grad = Float64Array.from(m.grads);
+    // Check a spread of coordinates in every parameter tensor; error is norm-wise per tensor,
+    // ‖analytic − numeric‖ / (‖analytic‖ + ‖numeric‖), which tiny coordinates cannot dominate.
+    const h = 4e-2;
+    let worst = 0;
+    for (const pv of m.layout) {
+      const picks = Math.min(pv.size, 8);
+      let diff = 0, na = 0, nn = 0;
+      for (let j = 0; j < picks; j++) {
+        const i = pv.offset + ((j * 7919) % pv.size);
+        const orig = m.params[i]!;
+        const central = (step: number) => {
+          m.params[i] = orig + step;
+          const lp = objective(m, batch, temp, r, s);
+          m.params[i] = orig - step;
+          const lm = objective(m, batch, temp, r, s);
+          m.params[i] = orig;
+          return (lp - lm) / (2 * step);
+        };
+        // Richardson extrapolation: O(h⁴) truncation error, so h can be large next to float32 noise.
+        const fd = (4 * central(h / 2) - central(h)) / 3;
+        diff += (fd - grad[i]!) ** 2;
+        na += grad[i]! ** 2;
+        nn += fd ** 2;
+      }
+      const err = Math.sqrt(diff) / Math.max(Math.sqrt(na) + Math.sqrt(nn), 1e-6);
+      worst = Math.max(worst, err);
+      expect(err, `${pv.name}: relative error ${err}`).toBeLessThan(1e-3);
+    }
+    expect(worst).toBeLessThan(1e-3);
+  });
+});
+
+describe('forward input validation', () => {
+  const m = new Transformer(TINY, allBackends()[0]!, 1);
+  it('rejects token ids outside the vocabulary', () => {
+    const tokens = Int32Array.from([1, 2, 99, 3]);
+    expect(() => m.forward({ B: 1, T: 4, tokens, targets: new Int32Array(4) })).toThrow(/token id 99 at position 2 is outside the vocabulary \[0, 11\)/);
+  });
+  it('rejects wrong shapes', () => {
+    expect(() => m.forward({ B: 2, T: 4, tokens: new Int32Array(4), targets: new Int32Array(8) })).toThrow(/tokens has length 4, expected B\*T = 8/);
+    expect(() => m.forward({ B: 1, T: 9, tokens: new Int32Array(9), targets: new Int32Array(9) })).toThrow(/exceeds the model's contextLength 8/);
+    expect(() => m.forward({ B: 1, T: 2, tokens: new Int32Array(2), targets: new Int32Array(2), masks: new Uint8Array(3) })).toThrow(/masks has length 3/);
+  });
+  it('rejects a bad config naming the field', () => {
+    expect(() => new Transformer({ ...TINY, nEmbd: 9 }, allBackends()[0]!)).toThrow(/model\.nEmbd: nEmbd \(9\) must be divisible by nHead \(2\)/);
+    expect(() => new Transformer({ ...TINY, nLayer: 0 }, allBackends()[0]!)).toThrow(/model\.nLayer/);
+  });
+  it('backward without forward is an error', () => {
+    const fresh = new Transformer(TINY, allBackends()[0]!, 1);
+    expect(() => fresh.backward(new Float32Array(1), new Float32Array(1))).toThrow(/call forward first/);
+  });
+});
