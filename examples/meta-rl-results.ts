@@ -1,0 +1,171 @@
+/**
+ * Reproduces docs/results/meta-rl.md: meta-RL (K-episode trials, MAGE credit) vs 1-episode GRPO at
+ * equal compute (same optimizer steps, same number of episodes per step), the untrained policy and a
+ * uniformly random policy, per task, opponent and episode index, over several seeds, next to the
+ * exact oracles.
+ *
+ *   node --import tsx examples/meta-rl-results.ts [--task bandit|kuhn] [--seeds 0,1,2] [--quick]
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { Command } from 'commander';
+import { buildMetaSetup } from '../src/train/meta-setup.ts';
+import { parseMetaRlConfig, metaRlIteration, type MetaRlConfigInput } from '../src/train/meta-rl.ts';
+import { evaluatePolicy, evaluateRandom, type EvalReport } from '../src/eval/trials.ts';
+import { banditCeilings } from '../src/envs/bandit.ts';
+import { nonAdaptiveCeiling, bestResponseValue, winnability } from '../src/envs/kuhn-oracles.ts';
+import { Rng } from '../src/core/rng.ts';
+import { lineChartSvg } from '../src/eval/plot.ts';
+
+const program = new Command()
+  .option('--task <task>', 'bandit | kuhn', 'bandit')
+  .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
+  .option('--iterations <n>', 'training iterations per run')
+  .option('--eval-trials <n>', 'evaluation trials per opponent')
+  .option('--quick', 'tiny run for CI')
+  .option('--out <dir>', 'results directory', 'docs/results')
+  .parse();
+const o = program.opts<{ task: string; seeds: string; iterations?: string; evalTrials?: string; quick?: boolean; out: string }>();
+const seeds = o.seeds.split(',').map(Number);
+
+interface TaskSpec {
+  env: string;
+  envOptions: Record<string, unknown>;
+  train: { name: string; weight: number }[];
+  evalOpponents: string[];
+  trial: MetaRlConfigInput['trial'];
+  model: { contextLength: number; nLayer: number; nHead: number; nEmbd: number };
+  iterations: number;
+  evalTrials: number;
+  lr: number;
+  describe: string;
+  oracles: () => Record<string, unknown>;
+}
+
+const TASKS: Record<string, TaskSpec> = {
+  bandit: {
+    env: 'bandit', envOptions: {}, train: [{ name: 'none', weight: 1 }], evalOpponents: ['none'],
+    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', obsWindow: 0 },
+    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 500, lr: 5e-3,
+    describe: '3-armed bandit, paying arm fixed within a trial and uniform across trials; K = 3 episodes of one pull; same_state',
+    oracles: () => {
+      const c = banditCeilings(3, 3);
+      return { nonAdaptivePerEpisode: c.memoryless.rewardPerEpisode, adaptivePerEpisode: c.adaptive.rewardPerEpisode };
+    },
+  },
+  kuhn: {
+    env: 'kuhn', envOptions: { seat: 'random' },
+    train: [{ name: 'conservative', weight: 5 }, { name: 'aggressive', weight: 5 }, { name: 'intermediate', weight: 6 }],
+    evalOpponents: ['conservative', 'aggressive', 'intermediate', 'cfr-mixed', 'cfr-argmax', 'random'],
+    trial: { episodes: 6, contextMode: 'history_only', reflect: false, stateMode: 'new_state', maxTurns: 2, rules: 'none', historyWindow: 2, obsWindow: 1 },
+    model: { contextLength: 256, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 80, evalTrials: 1000, lr: 2e-3,
+    describe: 'Kuhn poker, new_state (a fresh deal and seat every episode, same opponent), K = 6 episodes, history of past hands in context',
+    oracles: () => {
+      const mix = [{ name: 'conservative', weight: 5 }, { name: 'aggressive', weight: 5 }, { name: 'intermediate', weight: 6 }];
+      const opp = ['conservative', 'aggressive', 'intermediate', 'cfr-mixed', 'cfr-argmax', 'random'];
+      return {
+        rewardScale: 5,
+        nonAdaptiveCeilingChipsMixedSeat: nonAdaptiveCeiling(mix, 'mixed'),
+        bestResponseChipsMixedSeat: Object.fromEntries(opp.map((n) => [n, bestResponseValue(n, 'mixed')])),
+        winnabilityMixedSeat: Object.fromEntries(opp.map((n) => [n, winnability(n, 'mixed')])),
+      };
+    },
+  },
+};
+
+const spec = TASKS[o.task];
+if (!spec) throw new Error(`--task must be one of ${Object.keys(TASKS).join(', ')}`);
+const iterations = o.iterations ? Number(o.iterations) : o.quick ? 3 : spec.iterations;
+const evalTrials = o.evalTrials ? Number(o.evalTrials) : o.quick ? 20 : spec.evalTrials;
+
+async function trainAndEval(seed: number, mode: 'meta' | 'grpo'): Promise<{ trained: EvalReport; untrained: EvalReport; seconds: number }> {
+  const K = spec.trial!.episodes ?? 3;
+  // Equal compute: GRPO plays 1-episode trials in K× as many groups, so both see the same episodes per step.
+  const cfg = parseMetaRlConfig({
+    iterations, seed, groups: mode === 'meta' ? 16 : 16 * K, groupSize: 8, opponents: spec.train,
+    trial: mode === 'meta' ? spec.trial : { ...spec.trial, episodes: 1, reflect: false },
+    credit: { gammaStep: 0.95, gammaTrial: 0.6, invalidCoef: 0.5 },
+    advantage: { mode: 'mean_norm' },
+    loss: { kind: 'ppo', entropyCoef: 0.02 },
+  });
+  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: { lr: spec.lr, weightDecay: 0 }, seed });
+  const evalOpts = { opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! };
+  const untrained = await evaluatePolicy('untrained', setup.engine, evalOpts);
+  const rng = new Rng(seed * 7919 + (mode === 'meta' ? 1 : 2));
+  const t0 = performance.now();
+  for (let i = 0; i < iterations; i++) {
+    const m = await metaRlIteration(cfg, { engine: setup.engine, trainer: setup.trainer, makeEnv: setup.makeEnv }, i, rng);
+    if (i % 10 === 0 || i === iterations - 1) console.log(`  [${mode} seed ${seed}] it ${i} final-episode reward ${m.finalReturn.toFixed(3)} episodes ${m.episodeReturn.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(1)} s)`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const trained = await evaluatePolicy(mode === 'meta' ? 'meta-rl' : 'grpo-1ep', setup.engine, evalOpts);
+  return { trained, untrained, seconds };
+}
+
+interface Cell { mean: number; sd: number; se: number }
+function across(values: number[], ses: number[]): Cell {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : Number.NaN;
+  // SE of the across-seed mean from the within-seed evaluation SEs (evaluation noise only).
+  const se = Math.sqrt(ses.reduce((a, s) => a + s * s, 0)) / n;
+  return { mean, sd, se };
+}
+
+async function main(): Promise<void> {
+  const runs: Record<string, EvalReport[]> = { 'meta-rl': [], 'grpo-1ep': [], untrained: [], random: [] };
+  const times: Record<string, number[]> = { 'meta-rl': [], 'grpo-1ep': [] };
+  for (const seed of seeds) {
+    console.log(`seed ${seed}: meta-RL`);
+    const meta = await trainAndEval(seed, 'meta');
+    console.log(`seed ${seed}: 1-episode GRPO`);
+    const grpo = await trainAndEval(seed, 'grpo');
+    runs['meta-rl']!.push(meta.trained);
+    runs['grpo-1ep']!.push(grpo.trained);
+    runs.untrained!.push(meta.untrained);
+    times['meta-rl']!.push(meta.seconds);
+    times['grpo-1ep']!.push(grpo.seconds);
+  }
+  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: {}, seed: 0 });
+  for (const seed of seeds) runs.random!.push(evaluateRandom({ opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! }));
+
+  const K = spec.trial!.episodes ?? 3;
+  const lines: string[] = [];
+  lines.push(`| opponent | episode | ${Object.keys(runs).map((p) => `${p}`).join(' | ')} |`);
+  lines.push(`|---|---|${Object.keys(runs).map(() => '---').join('|')}|`);
+  const table: Record<string, Record<string, Cell[]>> = {};
+  for (const opp of spec.evalOpponents) {
+    table[opp] = {};
+    for (let k = 0; k < K; k++) {
+      const cells = Object.entries(runs).map(([p, reps]) => {
+        const eps = reps.map((r) => r.opponents.find((x) => x.opponent === opp)!.episodes[k]!);
+        const c = across(eps.map((e) => e.meanReturn), eps.map((e) => e.seReturn));
+        (table[opp]![p] ??= []).push(c);
+        return `${c.mean.toFixed(3)} (sd ${Number.isFinite(c.sd) ? c.sd.toFixed(3) : '–'}, se ${c.se.toFixed(3)})`;
+      });
+      lines.push(`| ${opp} | ${k} | ${cells.join(' | ')} |`);
+    }
+  }
+  const oracles = spec.oracles();
+  mkdirSync(o.out, { recursive: true });
+  const stem = `${o.out}/meta-rl-${o.task}${o.quick ? '-quick' : ''}`;
+  writeFileSync(`${stem}.json`, JSON.stringify({ task: o.task, describe: spec.describe, seeds, iterations, evalTrials, trainSeconds: times, oracles, table, runs }, null, 2) + '\n');
+  const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds}${o.quick ? ' --quick' : ''}`;
+  const md = [
+    `## ${o.task}: ${spec.describe}`,
+    '',
+    `Reproduce: \`${cmd}\` (${iterations} iterations per run, ${evalTrials} evaluation trials per opponent and seed, seeds ${o.seeds}).`,
+    `Cells: mean episode reward across seeds (sd = spread across seeds, se = evaluation standard error of that mean).`,
+    `Train time per run (s): meta-RL ${times['meta-rl']!.map((t) => t.toFixed(0)).join(', ')}; GRPO ${times['grpo-1ep']!.map((t) => t.toFixed(0)).join(', ')}.`,
+    '',
+    ...lines,
+    '',
+    'Oracles: `' + JSON.stringify(oracles) + '`',
+    '',
+  ].join('\n');
+  writeFileSync(`${stem}.md`, md);
+  const first = spec.evalOpponents[0]!;
+  writeFileSync(`${stem}.svg`, lineChartSvg(`${o.task}: reward by episode (${first})`, 'episode index', 'mean reward', Object.entries(table[first]!).map(([p, cs]) => ({ name: p, values: cs.map((c) => c.mean), errors: cs.map((c) => c.se) }))));
+  console.log(md);
+}
+
+await main();

@@ -1,0 +1,215 @@
+/**
+ * A MAGE trial: K episodes against the same opponent (or puzzle), with a reflection written between
+ * episodes. Every LLM call — each play turn and each reflection — is its own trained sample whose
+ * prompt is the rebuilt text context (rules, past episodes per the context mode, the current
+ * episode's recent moves) and whose completion carries exact token logprobs and versions.
+ *
+ * Credit assignment is not done here: samples carry what src/rl/credit needs in `meta` (kind,
+ * episode, step reward, validity, anchor) and `assignTrialCredit` turns them into returns.
+ */
+import { z } from 'zod';
+import type { Sample, Trajectory } from '../core/types.ts';
+import { appendCompletion, appendContext, emptySeq, TokenSource } from '../core/types.ts';
+import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
+import type { TextEnv } from '../envs/types.ts';
+import { slotConstraint, taggedTextConstraint, tokenIds } from './constraints.ts';
+
+export const TrialConfigSchema = z.object({
+  /** Episodes per trial (K). */
+  episodes: z.number().int().min(1).default(3),
+  /** What of past episodes stays in context. */
+  contextMode: z.enum(['reflection_only', 'history_only', 'history_and_reflection']).default('history_and_reflection'),
+  /** Write a reflection between episodes (reflection steps are trained samples). */
+  reflect: z.boolean().default(true),
+  /** `same_state`: every episode replays the initial state (MAGE). `new_state`: each episode draws a fresh state, same opponent. */
+  stateMode: z.enum(['same_state', 'new_state']).default('same_state'),
+  /** End the trial once an episode is won (MAGE); off for new_state opponent-modelling runs. */
+  stopWhenWon: z.boolean().default(false),
+  /** Max agent turns per episode. */
+  maxTurns: z.number().int().min(1).default(8),
+  /** Moves of the current episode shown in the prompt, and how many of those keep their observation. */
+  historyWindow: z.number().int().min(0).default(7),
+  obsWindow: z.number().int().min(0).default(2),
+  /** Max words inside <remark>…</remark>. */
+  maxRemarkWords: z.number().int().min(1).default(4),
+  /** Words the (small) model may use inside a remark, in addition to the env's action words. */
+  remarkWords: z.array(z.string()).default(['good', 'bad', 'try', 'avoid']),
+  temperature: z.number().positive().default(1),
+  /** Hold the model to the action/remark tag grammar with token masks (for small models). */
+  constrained: z.boolean().default(true),
+  /** Put the env's rules text at the top of every prompt ('none' for tiny built-in models, which learn the game by RL, not by reading). */
+  rules: z.enum(['full', 'none']).default('full'),
+  /**
+   * Step-group anchor for GiGPO baselines. 'prompt': the whole rendered prompt (the policy's actual
+   * state, so steps are compared only with steps taken in identical contexts); 'observation': the
+   * env observation text alone (MAGE's released code).
+   */
+  anchor: z.enum(['prompt', 'observation']).default('prompt'),
+});
+export type TrialConfig = z.output<typeof TrialConfigSchema>;
+
+/** Words the trial's own prompt text uses (for building the built-in model's tokenizer). */
+export const TRIAL_WORDS = ['trial', 'of', 'ep', 'remark', 'result', 'won', 'lost', 'now', '->', ';', ':', '|', 'reflect', 'moves', 'none', ...Array.from({ length: 10 }, (_, i) => String(i))];
+
+export interface TrialStepMeta {
+  kind: 'play' | 'reflection';
+  episode: number;
+  turn: number;
+  /** Environment reward of this play turn (0 for reflections). */
+  stepReward: number;
+  /** Parsed and legal (play) / well-formed remark (reflection). */
+  valid: boolean;
+  /** Observation the action was taken in (GiGPO step-group anchor); reflections share one anchor. */
+  anchor: string;
+  /** Completion length in tokens. */
+  length: number;
+  /** Was this the last play turn of its episode. */
+  lastOfEpisode: boolean;
+}
+
+export interface TrialOptions {
+  seed: number;
+  groupId: string;
+  opponent: string;
+  /** Seeds of episodes 1..K-1 in new_state mode (default: derived from seed). */
+  episodeSeeds?: number[];
+}
+
+export interface TrialInfo {
+  opponent: string;
+  seed: number;
+  episodeReturns: number[];
+  episodeWon: boolean[];
+  invalidTurns: number;
+  reflections: string[];
+  /** LLM calls whose prompt was cut on the left to fit the engine's context. */
+  truncatedPrompts: number;
+}
+
+interface Move { obs: string; action: string }
+
+/**
+ * Token slots of `<action> … </action>`: slot i allows every token that some action of the env's
+ * action space has at position i (so illegal-but-well-formed actions stay possible and are penalised).
+ */
+function actionSlots(env: TextEnv, tok: Tokenizer): number[][] {
+  const acts = [...new Set(env.legalActions().concat(actionSpace(env)))].map((a) => tok.encode(a));
+  const maxLen = Math.max(...acts.map((a) => a.length));
+  const slots: number[][] = [tokenIds(tok, ['<action>'])];
+  for (let i = 0; i < maxLen; i++) slots.push([...new Set(acts.filter((a) => a.length > i).map((a) => a[i]!))]);
+  slots.push(tokenIds(tok, ['</action>']));
+  return slots;
+}
+
+/** The env's full action vocabulary if it exposes one (legal actions can shrink as the game goes). */
+function actionSpace(env: TextEnv): string[] {
+  const e = env as TextEnv & { actionSpace?: () => string[] };
+  return typeof e.actionSpace === 'function' ? e.actionSpace() : [];
+}
+
+function renderMoves(moves: Move[], window: number, obsWindow: number): string {
+  const shown = moves.slice(-window);
+  if (shown.length === 0) return 'moves none';
+  return 'moves ' + shown.map((m, i) => (i >= shown.length - obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
+}
+
+/** Run one trial; returns a trajectory whose samples are the trial's LLM calls in order. */
+export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.input<typeof TrialConfigSchema>, opts: TrialOptions): Promise<Trajectory> {
+  const cfg = TrialConfigSchema.parse(cfgIn);
+  const tok = engine.tokenizer;
+  const samples: Sample[] = [];
+  const info: TrialInfo = { opponent: opts.opponent, seed: opts.seed, episodeReturns: [], episodeWon: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
+  const past: { moves: Move[]; won: boolean; remark?: string }[] = [];
+  const closeAction = tok.tokenId('</action>'), closeRemark = tok.tokenId('</remark>');
+
+  const call = async (prompt: string, constraint: ReturnType<typeof slotConstraint> | undefined, maxTokens: number, stopId: number | undefined) => {
+    let ids = tok.encode(prompt);
+    const room = engine.contextLength === undefined ? Infinity : engine.contextLength - maxTokens;
+    if (ids.length > room) {
+      // Keep the most recent context: the current episode sits at the end of the prompt.
+      ids = ids.slice(ids.length - room);
+      info.truncatedPrompts++;
+    }
+    const completion = await engine.generate(ids, { maxTokens, temperature: cfg.temperature, constraint, stopIds: stopId === undefined ? [] : [stopId] });
+    const seq = emptySeq();
+    appendContext(seq, ids, TokenSource.prompt);
+    appendCompletion(seq, completion);
+    return { seq, completion };
+  };
+
+  for (let k = 0; k < cfg.episodes; k++) {
+    const obs0 = k === 0 ? env.reset(opts.seed) : cfg.stateMode === 'same_state' ? env.restart() : env.reset(opts.episodeSeeds?.[k - 1] ?? deriveSeed(opts.seed, k));
+    const moves: Move[] = [];
+    let obs = obs0;
+    let done = false;
+    const playIdx: number[] = [];
+    for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
+      const prompt = [cfg.rules === 'full' ? env.rules() : '', `| trial ${k + 1} of ${cfg.episodes}`, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs} ->`].filter(Boolean).join(' ');
+      const slots = actionSlots(env, tok);
+      const constraint = cfg.constrained ? slotConstraint(tok, slots) : undefined;
+      const { seq, completion } = await call(prompt, constraint, cfg.constrained ? slots.length : 16, closeAction);
+      const r = env.step(completion.text);
+      if (!r.valid) info.invalidTurns++;
+      const anchor = cfg.anchor === 'prompt' ? prompt : obs;
+      const meta: TrialStepMeta = { kind: 'play', episode: k, turn, stepReward: r.reward, valid: r.valid, anchor, length: completion.ids.length, lastOfEpisode: false };
+      playIdx.push(samples.length);
+      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, anchor }, temperature: cfg.temperature, meta: { ...meta } });
+      moves.push({ obs, action: actionText(completion.text) });
+      obs = r.observation;
+      done = r.done;
+    }
+    if (playIdx.length > 0) (samples[playIdx[playIdx.length - 1]!]!.meta as unknown as TrialStepMeta).lastOfEpisode = true;
+    const won = env.won();
+    info.episodeReturns.push(env.episodeReturn());
+    info.episodeWon.push(won);
+    const ep: { moves: Move[]; won: boolean; remark?: string } = { moves, won };
+    past.push(ep);
+    const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
+    if (!last && cfg.reflect) {
+      const prompt = [cfg.rules === 'full' ? env.rules() : '', `| reflect ep ${k + 1}`, renderMoves(moves, cfg.historyWindow, cfg.obsWindow), `result ${won ? 'won' : 'lost'} | remark :`].filter(Boolean).join(' ');
+      const words = [...new Set([...cfg.remarkWords, ...actionWords(env)])].filter((w) => tok.tokenId(w) !== undefined);
+      const constraint = cfg.constrained ? taggedTextConstraint(tok, '<remark>', '</remark>', words, cfg.maxRemarkWords) : undefined;
+      const { seq, completion } = await call(prompt, constraint, cfg.maxRemarkWords + 2, closeRemark);
+      const remark = extractRemark(completion.text);
+      ep.remark = remark ?? '';
+      info.reflections.push(remark ?? '');
+      const anchor = cfg.anchor === 'prompt' ? prompt : 'reflection';
+      const meta: TrialStepMeta = { kind: 'reflection', episode: k, turn: -1, stepReward: 0, valid: remark !== null, anchor, length: completion.ids.length, lastOfEpisode: false };
+      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, anchor }, temperature: cfg.temperature, meta: { ...meta } });
+    }
+    if (last) break;
+  }
+  const finalReturn = info.episodeReturns[info.episodeReturns.length - 1] ?? 0;
+  return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, info: { ...info } };
+}
+
+function renderPast(past: { moves: Move[]; won: boolean; remark?: string }[], cfg: TrialConfig): string {
+  return past
+    .map((e, j) => {
+      const parts = [`| ep ${j + 1}`];
+      if (cfg.contextMode !== 'reflection_only') parts.push(renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
+      if (cfg.contextMode !== 'history_only' && e.remark !== undefined) parts.push(`remark : ${e.remark || 'none'}`);
+      return parts.join(' ');
+    })
+    .join(' ');
+}
+
+function actionWords(env: TextEnv): string[] {
+  return [...new Set(env.legalActions().concat(actionSpace(env)).flatMap((a) => a.split(/\s+/)).filter((w) => /^[A-Za-z]+$/.test(w)))];
+}
+
+/** The text inside the last <action>…</action>, or the raw text if there is none. */
+function actionText(text: string): string {
+  const m = [...text.matchAll(/<action>([\s\S]*?)<\/action>/g)];
+  return (m.length ? m[m.length - 1]![1]! : text).trim() || 'none';
+}
+
+/** Text of the first <remark>…</remark>, or null when missing. */
+export function extractRemark(text: string): string | null {
+  const m = /<remark>([\s\S]*?)<\/remark>/.exec(text);
+  return m ? m[1]!.trim().slice(0, 2000) : null;
+}
+
+export function deriveSeed(seed: number, k: number): number {
+  return (Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) + k * 0x9e3779b9) >>> 0;
+}

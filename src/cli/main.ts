@@ -1,0 +1,29 @@
+/** The `agentrl` command line. */
+import { Command, InvalidArgumentError } from 'commander';
+import { runQuickstart } from './quickstart.ts';
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
+  return n;
+}
+
+const program = new Command()
+  .name('agentrl')
+  .description('RL training of LLM agents: multi-episode meta-RL (MAGE) and asynchronous agentic RL, on a built-in CPU engine or remote engines.');
+
+program
+  .command('quickstart')
+  .description('Train a meta-RL agent on the built-in engine (3-episode bandit trials), evaluate it against the untrained and a random policy, and write eval.json, eval.md and plot.svg to the run directory.')
+  .option('--out <dir>', 'run directory', 'runs/quickstart')
+  .option('--iterations <n>', 'training iterations', int)
+  .option('--seed <n>', 'seed', int, 0)
+  .option('--quick', 'a shorter run (CI smoke test)')
+  .action(async (o: { out: string; iterations?: number; seed: number; quick?: boolean }) => {
+    await runQuickstart({ out: o.out, iterations: o.iterations, seed: o.seed, quick: !!o.quick });
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  console.error(`agentrl: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
