@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import { runTrial, TRIAL_WORDS } from '../src/agents/trial.ts';
+import { creditAndAdvantages } from '../src/train/meta-rl.ts';
+import { WordTokenizer } from '../src/engine/tokenizer.ts';
+import { BanditEnv } from '../src/envs/bandit.ts';
+import { KuhnEnv } from '../src/envs/kuhn.ts';
+import type { InferenceEngine, SampledCompletion, SamplingParams } from '../src/engine/types.ts';
+import type { TrialStepMeta } from '../src/agents/trial.ts';
+
+/** An engine that answers with scripted texts and records the prompts it saw. */
+function scripted(tok: WordTokenizer, answers: string[]): InferenceEngine & { prompts: string[]; params: SamplingParams[] } {
+  const prompts: string[] = [];
+  const params: SamplingParams[] = [];
+  return {
+    tokenizer: tok,
+    prompts,
+    params,
+    version: () => 3,
+    async generate(prompt, p): Promise<SampledCompletion> {
+      prompts.push(tok.decode(prompt));
+      params.push(p);
+      const text = answers.shift() ?? '';
+      const ids = tok.encode(text);
+      return { ids, logprobs: ids.map((_, i) => -0.5 - i), versions: ids.map(() => 3), text: tok.decode(ids), finishReason: 'stop', temperature: 1 };
+    },
+  };
+}
+
+function bandit(): { env: BanditEnv; tok: WordTokenizer } {
+  const env = new BanditEnv();
+  return { env, tok: WordTokenizer.fromVocabulary([...env.vocabulary(), ...TRIAL_WORDS, 'good', 'bad', 'try', 'avoid']) };
+}
+
+describe('MAGE trials', () => {
+  it('history_and_reflection: reflections are trained samples and appear, with past moves, in later prompts', async () => {
+    const { env, tok } = bandit();
+    env.reset(11);
+    const best = ['A', 'B', 'C'][env.bestArm]!;
+    const wrong = best === 'A' ? 'B' : 'A';
+    const engine = scripted(tok, [`<action> ${wrong} </action>`, '<remark> avoid ' + wrong + ' </remark>', `<action> ${best} </action>`, '<remark> good </remark>', `<action> ${best} </action>`]);
+    const t = await runTrial(env, engine, { episodes: 3, contextMode: 'history_and_reflection', rules: 'none' }, { seed: 11, groupId: 'g0', opponent: 'none' });
+    const kinds = t.samples.map((s) => (s.meta as unknown as TrialStepMeta).kind);
+    expect(kinds).toEqual(['play', 'reflection', 'play', 'reflection', 'play']);
+    expect(t.info.episodeReturns).toEqual([0, 1, 1]);
+    expect(t.reward).toBe(1);
+    expect(engine.prompts[2]).toContain(`-> ${wrong} result lost`);
+    expect(engine.prompts[2]).toContain(`remark : avoid ${wrong}`);
+    expect(engine.prompts[4]).toContain('remark : good');
+    // Token-in-token-out: the trained tokens are exactly the sampled ids with their logprobs/versions.
+    const s = t.samples[1]!;
+    const trained = s.seq.ids.filter((_, i) => s.seq.mask[i]);
+    expect(tok.decode(trained)).toBe(`<remark> avoid ${wrong} </remark>`);
+    expect(s.seq.logprobs.filter((_, i) => s.seq.mask[i])).toEqual(trained.map((_, i) => -0.5 - i));
+    expect(s.seq.versions.filter((_, i) => s.seq.mask[i]).every((v) => v === 3)).toBe(true);
+    expect(s.seq.mask.filter((_, i) => s.seq.source[i] !== 1).every((m) => m === 0)).toBe(true);
+  });
+
+  it('reflection_only hides past moves; history_only hides remarks', async () => {
+    for (const mode of ['reflection_only', 'history_only'] as const) {
+      const { env, tok } = bandit();
+      const engine = scripted(tok, ['<action> A </action>', '<remark> try B </remark>', '<action> B </action>']);
+      await runTrial(env, engine, { episodes: 2, contextMode: mode, rules: 'none' }, { seed: 4, groupId: 'g', opponent: 'none' });
+      const later = engine.prompts[2]!;
+      if (mode === 'reflection_only') {
+        expect(later).toContain('remark : try B');
+        expect(later).not.toContain('-> A');
+      } else {
+        expect(later).toContain('-> A');
+        expect(later).not.toContain('try B');
+      }
+    }
+  });
+
+  it('same_state replays the deal; new_state draws fresh deals with the same opponent', async () => {
+    const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
+    const cards = async (stateMode: 'same_state' | 'new_state') => {
+      const env = new KuhnEnv({ opponent: 'aggressive' });
+      const seen: string[] = [];
+      const engine = scripted(tok, Array.from({ length: 40 }, () => '<action> PASS </action>'));
+      const orig = env.reset.bind(env), origRestart = env.restart.bind(env);
+      env.reset = (seed) => { const o = orig(seed); seen.push(`${env.agentCard}${env.seat}`); return o; };
+      env.restart = () => { const o = origRestart(); seen.push(`${env.agentCard}${env.seat}`); return o; };
+      await runTrial(env, engine, { episodes: 6, reflect: false, stateMode, rules: 'none' }, { seed: 99, groupId: 'g', opponent: 'aggressive' });
+      return seen;
+    };
+    const same = await cards('same_state');
+    expect(new Set(same).size).toBe(1);
+    const fresh = await cards('new_state');
+    expect(fresh.length).toBe(6);
+    expect(new Set(fresh).size).toBeGreaterThan(1);
+  });
+
+  it('malformed model output is an observed, penalised turn, not a crash', async () => {
+    const { env, tok } = bandit();
+    const engine = scripted(tok, ['complete garbage', '<remark> bad', '<action> B </action>']);
+    const t = await runTrial(env, engine, { episodes: 2, rules: 'none', constrained: false }, { seed: 2, groupId: 'g', opponent: 'none' });
+    const metas = t.samples.map((s) => s.meta as unknown as TrialStepMeta);
+    expect(metas[0]!.valid).toBe(false); // unparseable action
+    expect(metas[1]!.valid).toBe(false); // missing </remark>
+    expect(t.info.invalidTurns).toBe(1);
+    const credited = creditAndAdvantages([t], { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    // The invalid play step is charged the penalty in its score, so its advantage is below the valid step's.
+    expect(credited[0]!.advantage as number).toBeLessThan(credited[2]!.advantage as number);
+  });
+
+  it('advantages never share a baseline across opponents', async () => {
+    const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
+    const run = (opp: string) => runTrial(new KuhnEnv({ opponent: opp, seat: 1 }), scripted(tok, Array.from({ length: 10 }, () => '<action> BET </action>')), { episodes: 1, reflect: false, rules: 'none' }, { seed: 5, groupId: 'g', opponent: opp });
+    const trajs = [await run('aggressive'), await run('aggressive'), await run('conservative'), await run('conservative')];
+    const samples = creditAndAdvantages(trajs, { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    // Identical play within an opponent → every advantage is 0 even though the two opponents pay differently.
+    expect(trajs[0]!.reward).not.toBe(trajs[2]!.reward);
+    for (const s of samples) expect(s.advantage).toBeCloseTo(0, 9);
+  });
+});
