@@ -1,6 +1,7 @@
 /** The `agentrl` command line. */
 import { Command, InvalidArgumentError } from 'commander';
 import { runQuickstart } from './quickstart.ts';
+import { runEval } from './eval.ts';
 
 function int(v: string): number {
   const n = Number(v);
@@ -21,6 +22,19 @@ program
   .option('--quick', 'a shorter run (CI smoke test)')
   .action(async (o: { out: string; iterations?: number; seed: number; quick?: boolean }) => {
     await runQuickstart({ out: o.out, iterations: o.iterations, seed: o.seed, quick: !!o.quick });
+  });
+
+program
+  .command('eval')
+  .description('Evaluate a trained checkpoint in K-episode trials per opponent and episode index; writes eval.json and eval.md.')
+  .requiredOption('--checkpoint <dir>', 'checkpoint directory (e.g. runs/quickstart/checkpoint)')
+  .option('--out <dir>', 'output directory (default: the checkpoint\'s parent)')
+  .option('--trials <n>', 'trials per opponent', int, 300)
+  .option('--seed <n>', 'evaluation seed', int, 0)
+  .option('--episodes <n>', 'episodes per trial (default: as trained)', int)
+  .option('--opponents <list>', 'comma-separated opponents (default: as trained)')
+  .action(async (o: { checkpoint: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string }) => {
+    await runEval({ ...o, opponents: o.opponents?.split(',').filter(Boolean) });
   });
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -16,6 +16,7 @@ import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../e
 import { lineChartSvg } from '../eval/plot.ts';
 import { banditCeilings } from '../envs/bandit.ts';
 import { Rng } from '../core/rng.ts';
+import { saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 
 export interface QuickstartOptions {
   out: string;
@@ -60,6 +61,12 @@ export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   }
   bar.stop();
 
+  // The run directory keeps the trained policy, with what `agentrl eval` needs to replay its trials.
+  await saveTrainerCheckpoint(join(o.out, 'checkpoint'), setup.trainer, {
+    tokenizer: setup.tokenizer,
+    rng: { train: rng.state() },
+    trainerState: { env: 'bandit', envOptions: {}, trial: QUICKSTART_TRIAL, opponents: ['none'], iterations },
+  });
   const trained = await evaluatePolicy('meta-rl', setup.engine, evalOpts);
   const random = evaluateRandom(evalOpts);
   const reports: EvalReport[] = [untrained, trained, random];
@@ -90,5 +97,5 @@ export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   writeFileSync(join(o.out, 'plot.svg'), lineChartSvg('Reward by episode of a trial (bandit, K=3)', 'episode index in trial', 'mean reward', series, [{ name: 'non-adaptive 1/3', y: 1 / 3 }]));
   console.log('\n' + table + '\n');
   const ep = trained.opponents[0]!.episodes;
-  console.log(`meta-RL: episode 0 → ${ep.length - 1} reward ${ep[0]!.meanReturn.toFixed(3)} → ${ep[ep.length - 1]!.meanReturn.toFixed(3)} (non-adaptive ceiling 0.333). Wrote ${join(o.out, 'eval.json')}, eval.md, plot.svg, train.jsonl.`);
+  console.log(`meta-RL: episode 0 → ${ep.length - 1} reward ${ep[0]!.meanReturn.toFixed(3)} → ${ep[ep.length - 1]!.meanReturn.toFixed(3)} (non-adaptive ceiling 0.333). Wrote ${join(o.out, 'eval.json')}, eval.md, plot.svg, train.jsonl and checkpoint/ (try: agentrl eval --checkpoint ${join(o.out, 'checkpoint')}).`);
 }
