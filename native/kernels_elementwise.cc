@@ -1,0 +1,170 @@
+// Elementwise and reduction kernels: GELU, add, bias, sum of squares, scale, AdamW.
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels.h"
+#include "parallel.h"
+#include "simd.h"
+
+namespace agentrl {
+namespace detail {
+
+constexpr float kGeluK = 0.7978845608028654f;  // sqrt(2/π)
+constexpr float kGeluC = 0.044715f;
+
+// GELU (tanh form) rewritten with 0.5·(1 + tanh u) = σ(2u) = 1 / (1 + e^(−2u)), so one vectorizable
+// exp replaces libm's tanhf.
+AGENTRL_SIMD_CLONES void gelu_forward_span(float* __restrict out, const float* __restrict x, long n) {
+  for (long i = 0; i < n; ++i) {
+    const float xi = x[i];
+    const float u = kGeluK * (xi + kGeluC * xi * xi * xi);
+    out[i] = xi / (1.0f + fast_exp(-2.0f * u));
+  }
+}
+
+// d/dx [x·σ(2u)] = σ + 2x·σ(1−σ)·u′, with u′ = k(1 + 3c·x²) (σ(1−σ)·4 = sech²u).
+AGENTRL_SIMD_CLONES void gelu_backward_span(float* __restrict dinp, const float* __restrict x,
+                                            const float* __restrict dout, long n) {
+  for (long i = 0; i < n; ++i) {
+    const float xi = x[i];
+    const float u = kGeluK * (xi + kGeluC * xi * xi * xi);
+    const float s = 1.0f / (1.0f + fast_exp(-2.0f * u));
+    const float du = kGeluK * (1.0f + 3.0f * kGeluC * xi * xi);
+    dinp[i] += (s + 2.0f * xi * s * (1.0f - s) * du) * dout[i];
+  }
+}
+
+// No __restrict: out may alias a or b (same index read before written).
+AGENTRL_SIMD_CLONES void add_span(float* out, const float* a, const float* b, long n) {
+  for (long i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+AGENTRL_SIMD_CLONES void add_bias_row(float* __restrict out, const float* __restrict bias, long cols) {
+  for (long c = 0; c < cols; ++c) out[c] += bias[c];
+}
+
+// dbias[c0:c1) += column sums of rows of dout (stride cols).
+AGENTRL_SIMD_CLONES void column_sums(float* __restrict dbias, const float* __restrict dout, long rows,
+                                     long cols, long c0, long c1) {
+  for (long r = 0; r < rows; ++r) {
+    const float* row = dout + r * cols;
+    for (long c = c0; c < c1; ++c) dbias[c] += row[c];
+  }
+}
+
+AGENTRL_SIMD_CLONES double sum_squares_span(const float* __restrict x, long n) {
+  double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+  for (long i = 0; i < n; ++i) {
+    const double d = x[i];
+    acc += d * d;
+  }
+  return acc;
+}
+
+AGENTRL_SIMD_CLONES void scale_span(float* __restrict x, float s, long n) {
+  for (long i = 0; i < n; ++i) x[i] *= s;
+}
+
+AGENTRL_SIMD_CLONES void adamw_span(float* __restrict p, const float* __restrict g, float* __restrict m,
+                                    float* __restrict v, long n, float lr, float b1, float b2, float eps,
+                                    float wd, float invBc1, float invBc2) {
+  for (long i = 0; i < n; ++i) {
+    const float gi = g[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * gi;
+    const float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    const float mhat = mi * invBc1, vhat = vi * invBc2;
+    p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + wd * p[i]);
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+// Runs fn(begin, end) over [0, n) split into one contiguous span per thread (spans are multiples of
+// 16 floats so threads never write the same cache line).
+template <class Fn>
+void parallel_spans(int nt, long n, Fn fn) {
+  const int threads = threads_for(n, nt);
+  if (threads == 1) {
+    fn(0L, n);
+    return;
+  }
+  const long units = (n + 15) / 16;
+#pragma omp parallel num_threads(threads)
+  {
+    ScopedFlushDenormals flush;
+    long u0, u1;
+    split_range(units, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+    const long b = u0 * 16, e = std::min(n, u1 * 16);
+    if (e > b) fn(b, e);
+  }
+}
+
+}  // namespace
+
+void gelu_forward(int nt, float* out, const float* inp, long n) {
+  parallel_spans(nt, n, [&](long b, long e) { detail::gelu_forward_span(out + b, inp + b, e - b); });
+}
+
+void gelu_backward(int nt, float* dinp, const float* inp, const float* dout, long n) {
+  parallel_spans(nt, n, [&](long b, long e) { detail::gelu_backward_span(dinp + b, inp + b, dout + b, e - b); });
+}
+
+void add(int nt, float* out, const float* a, const float* b, long n) {
+  parallel_spans(nt, n, [&](long s, long e) { detail::add_span(out + s, a + s, b + s, e - s); });
+}
+
+void add_bias(int nt, float* out, const float* bias, long rows, long cols) {
+  parallel_for(threads_for(rows * cols, nt), rows, Schedule::Static,
+               [&](long r) { detail::add_bias_row(out + r * cols, bias, cols); });
+}
+
+// Each thread owns a slice of the columns and sums it over all rows: race-free, deterministic.
+void bias_backward(int nt, float* dbias, const float* dout, long rows, long cols) {
+  const long units = (cols + 15) / 16;
+  const int threads = static_cast<int>(std::min<long>(threads_for(rows * cols, nt), units));
+#pragma omp parallel num_threads(threads)
+  {
+    ScopedFlushDenormals flush;
+    long u0, u1;
+    split_range(units, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+    const long c0 = u0 * 16, c1 = std::min(cols, u1 * 16);
+    if (c1 > c0) detail::column_sums(dbias, dout, rows, cols, c0, c1);
+  }
+}
+
+// Per-thread double partials added in thread order: the same input gives the same bits every time
+// (the gradient-norm clip depends on it).
+double sum_squares(int nt, const float* x, long n) {
+  const int threads = threads_for(n, nt);
+  std::vector<double> partial(static_cast<size_t>(threads), 0.0);
+  parallel_spans(threads, n, [&](long b, long e) {
+    partial[static_cast<size_t>(omp_get_thread_num())] = detail::sum_squares_span(x + b, e - b);
+  });
+  double total = 0.0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+void scale(int nt, float* x, float s, long n) {
+  parallel_spans(nt, n, [&](long b, long e) { detail::scale_span(x + b, s, e - b); });
+}
+
+void adamw(int nt, float* param, const float* grad, float* m, float* v, long n, float lr, double beta1,
+           double beta2, float eps, float wd, double t) {
+  // Bias corrections in double: 1 − β₂^t is tiny for early steps and β₂ close to 1.
+  const float invBc1 = static_cast<float>(1.0 / (1.0 - std::pow(beta1, t)));
+  const float invBc2 = static_cast<float>(1.0 / (1.0 - std::pow(beta2, t)));
+  const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);
+  parallel_spans(nt, n, [&](long b, long e) {
+    detail::adamw_span(param + b, grad + b, m + b, v + b, e - b, lr, b1, b2, eps, wd, invBc1, invBc2);
+  });
+}
+
+}  // namespace agentrl
