@@ -45,11 +45,16 @@ export const TrialConfigSchema = z.object({
    * env observation text alone (MAGE's released code).
    */
   anchor: z.enum(['prompt', 'observation']).default('prompt'),
+  /**
+   * How a past episode is shown: 'moves' (its last moves, per historyWindow/obsWindow) or 'summary'
+   * (the env's final observation, e.g. the whole RPS round history and score — compact for small models).
+   */
+  pastEpisodes: z.enum(['moves', 'summary']).default('moves'),
 });
 export type TrialConfig = z.output<typeof TrialConfigSchema>;
 
 /** Words the trial's own prompt text uses (for building the built-in model's tokenizer). */
-export const TRIAL_WORDS = ['trial', 'of', 'ep', 'remark', 'result', 'won', 'lost', 'now', '->', ';', ':', '|', 'reflect', 'moves', 'none', ...Array.from({ length: 10 }, (_, i) => String(i))];
+export const TRIAL_WORDS = ['trial', 'of', 'ep', 'remark', 'result', 'won', 'lost', 'now', '->', ';', ':', '|', 'reflect', 'moves', 'none', 'final', ...Array.from({ length: 10 }, (_, i) => String(i))];
 
 export interface TrialStepMeta {
   kind: 'play' | 'reflection';
@@ -119,7 +124,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   const tok = engine.tokenizer;
   const samples: Sample[] = [];
   const info: TrialInfo = { opponent: opts.opponent, seed: opts.seed, episodeReturns: [], episodeWon: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
-  const past: { moves: Move[]; won: boolean; remark?: string }[] = [];
+  const past: PastEpisode[] = [];
   const closeAction = tok.tokenId('</action>'), closeRemark = tok.tokenId('</remark>');
 
   const call = async (prompt: string, constraint: ReturnType<typeof slotConstraint> | undefined, maxTokens: number, stopId: number | undefined) => {
@@ -162,7 +167,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     const won = env.won();
     info.episodeReturns.push(env.episodeReturn());
     info.episodeWon.push(won);
-    const ep: { moves: Move[]; won: boolean; remark?: string } = { moves, won };
+    const ep: PastEpisode = { moves, won, summary: env.observe() };
     past.push(ep);
     const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
     if (!last && cfg.reflect) {
@@ -183,11 +188,13 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, info: { ...info } };
 }
 
-function renderPast(past: { moves: Move[]; won: boolean; remark?: string }[], cfg: TrialConfig): string {
+interface PastEpisode { moves: Move[]; won: boolean; summary: string; remark?: string }
+
+function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
   return past
     .map((e, j) => {
       const parts = [`| ep ${j + 1}`];
-      if (cfg.contextMode !== 'reflection_only') parts.push(renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
+      if (cfg.contextMode !== 'reflection_only') parts.push(cfg.pastEpisodes === 'summary' ? `final ${e.summary}` : renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
       if (cfg.contextMode !== 'history_only' && e.remark !== undefined) parts.push(`remark : ${e.remark || 'none'}`);
       return parts.join(' ');
     })

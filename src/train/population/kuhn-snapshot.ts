@@ -1,0 +1,111 @@
+/**
+ * A frozen population member playing Kuhn poker as an opponent.
+ *
+ * What the snapshot sees: only its own information set — its card, its seat and the public
+ * betting history (`KuhnView`); never the other player's card. From that view it rebuilds the
+ * prompt the agent itself would get on the first episode of a trial (runTrial's play prompt):
+ *
+ *   [rules] | trial 1 of K | now moves <its own earlier moves> | card Q | history P0 PASS | you are P1 | actions PASS BET ->
+ *
+ * where "its own earlier moves" (only at history PB, for P0) are reconstructed from the public
+ * history as `<observation then> -> PASS`, exactly as runTrial renders moves. The observation text
+ * is KuhnEnv's in-play format (`renderKuhnObservation`, pinned to KuhnEnv.observe() by a test).
+ *
+ * The action: the prompt plus `<action>` is prefilled through a frozen copy of the weights on a
+ * one-slot KV cache, and P(BET) is the tempered softmax of the BET and PASS logits only — the
+ * same distribution the agent's constrained decoder samples its action word from. `act` draws
+ * exactly one number from the rng it is given (like the scripted opponents), so with the env's
+ * per-position stream it is deterministic. Probabilities are memoised per information set (12 of
+ * them): the weights never change.
+ */
+import type { Tokenizer } from '../../engine/types.ts';
+import type { KVCache, Transformer } from '../../engine/model.ts';
+import { tokenIds } from '../../agents/constraints.ts';
+import type { TrialConfig } from '../../agents/trial.ts';
+import { CARD_NAMES, KUHN_ACTIONS, infoSetKey, letterAction, playerToAct, type DecisionHistory, type KuhnAction, type KuhnView } from '../../envs/kuhn-game.ts';
+import type { KuhnOpponent } from '../../envs/kuhn-opponents.ts';
+
+/** Public betting history as KuhnEnv renders it: `none` or `P0 PASS P1 BET`. */
+export function renderKuhnHistory(history: string): string {
+  if (history.length === 0) return 'none';
+  return [...history].map((l, i) => `P${i % 2} ${letterAction(l)}`).join(' ');
+}
+
+/** The in-play observation of the player described by `view`, in KuhnEnv.observe()'s format. */
+export function renderKuhnObservation(view: KuhnView): string {
+  return [`card ${CARD_NAMES[view.card]}`, `history ${renderKuhnHistory(view.history)}`, `you are P${view.seat}`, `actions ${KUHN_ACTIONS.join(' ')}`].join(' | ');
+}
+
+/** What of the trial config shapes the play prompt. */
+export type SnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'rules' | 'historyWindow' | 'obsWindow'>;
+
+/**
+ * runTrial's first-episode play prompt for the player of `view` (see the file comment). `rulesText`
+ * is KuhnEnv.rules() (used when `cfg.rules` is 'full').
+ */
+export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, rulesText: string): string {
+  const moves: { obs: string; action: string }[] = [];
+  for (let i = 0; i < view.history.length; i++) {
+    const prefix = view.history.slice(0, i) as DecisionHistory;
+    if (playerToAct(prefix) === view.seat) moves.push({ obs: renderKuhnObservation({ card: view.card, history: prefix, seat: view.seat }), action: letterAction(view.history[i]!) });
+  }
+  const shown = moves.slice(-cfg.historyWindow);
+  const movesText = shown.length === 0
+    ? 'moves none'
+    : 'moves ' + shown.map((m, i) => (i >= shown.length - cfg.obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
+  return [cfg.rules === 'full' ? rulesText : '', `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${renderKuhnObservation(view)} ->`].filter(Boolean).join(' ');
+}
+
+export interface KuhnSnapshotOptions {
+  prompt: SnapshotPromptConfig;
+  rulesText: string;
+  /** Sampling temperature of the action word (the agent's trial temperature). Default 1. */
+  temperature?: number;
+}
+
+export class KuhnSnapshotOpponent implements KuhnOpponent {
+  private readonly cache: KVCache;
+  private readonly probs = new Map<string, number>();
+  private readonly openId: number;
+  private readonly passId: number;
+  private readonly betId: number;
+  private readonly temperature: number;
+
+  /** `model` must hold the frozen weights and must not be trained or shared with an engine. */
+  constructor(readonly name: string, readonly model: Transformer, readonly tokenizer: Tokenizer, private readonly opts: KuhnSnapshotOptions) {
+    [this.openId, this.passId, this.betId] = tokenIds(tokenizer, ['<action>', 'PASS', 'BET']) as [number, number, number];
+    this.temperature = opts.temperature ?? 1;
+    if (!(this.temperature > 0)) throw new Error(`KuhnSnapshotOpponent: temperature must be > 0, got ${this.temperature}`);
+    this.cache = model.newKVCache(1);
+  }
+
+  /** The text the snapshot reads for this view (before the `<action>` token). */
+  promptFor(view: KuhnView): string {
+    return kuhnSnapshotPrompt(view, this.opts.prompt, this.opts.rulesText);
+  }
+
+  /** Token ids fed to the model: the prompt (left-truncated as runTrial does) then `<action>`. */
+  inputIds(view: KuhnView): number[] {
+    let ids = this.tokenizer.encode(this.promptFor(view));
+    // runTrial leaves room for the 3-token constrained completion `<action> W </action>`.
+    const room = this.model.config.contextLength - 3;
+    if (ids.length > room) ids = ids.slice(ids.length - room);
+    return [...ids, this.openId];
+  }
+
+  betProbability(view: KuhnView): number {
+    const key = infoSetKey(view.card, view.history);
+    let p = this.probs.get(key);
+    if (p === undefined) {
+      const logits = this.model.prefill(this.cache, 0, this.inputIds(view));
+      const d = (logits[this.betId]! - logits[this.passId]!) / this.temperature;
+      p = 1 / (1 + Math.exp(-d));
+      this.probs.set(key, p);
+    }
+    return p;
+  }
+
+  act(view: KuhnView, rng: () => number): KuhnAction {
+    return rng() < this.betProbability(view) ? 'BET' : 'PASS';
+  }
+}
