@@ -33,7 +33,7 @@ interface TaskSpec {
   train: { name: string; weight: number }[];
   evalOpponents: string[];
   trial: MetaRlConfigInput['trial'];
-  model: { contextLength: number; nLayer: number; nHead: number; nEmbd: number };
+  model: { contextLength: number; nLayer: number; nHead: number; nEmbd: number; initStd?: number };
   iterations: number;
   evalTrials: number;
   lr: number;
@@ -45,7 +45,7 @@ const TASKS: Record<string, TaskSpec> = {
   bandit: {
     env: 'bandit', envOptions: {}, train: [{ name: 'none', weight: 1 }], evalOpponents: ['none'],
     trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', obsWindow: 0 },
-    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 500, lr: 5e-3,
+    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64, initStd: 0.1 }, iterations: 100, evalTrials: 500, lr: 5e-3,
     describe: '3-armed bandit, paying arm fixed within a trial and uniform across trials; K = 3 episodes of one pull; same_state',
     oracles: () => {
       const c = banditCeilings(3, 3);

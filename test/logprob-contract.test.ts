@@ -88,3 +88,16 @@ describe.each(allBackends().map((b) => [b.name, b] as const))('sampler vs traine
     });
   });
 });
+
+describe('sampler RNG state', () => {
+  it('restoring rngState() replays the same completions', async () => {
+    const backend = allBackends()[0]!;
+    const engine = new BuiltinEngine(new Transformer(CFG, backend, 3), idTokenizer(CFG.vocabSize), { maxBatch: 4, seed: 9 });
+    await engine.generate([1, 2], { maxTokens: 3 });
+    const saved = engine.rngState();
+    const a = await Promise.all([engine.generate([1, 2], { maxTokens: 8 }), engine.generate([3], { maxTokens: 8 })]);
+    engine.setRngState(saved);
+    const b = await Promise.all([engine.generate([1, 2], { maxTokens: 8 }), engine.generate([3], { maxTokens: 8 })]);
+    expect(b.map((c) => c.ids)).toEqual(a.map((c) => c.ids));
+  });
+});

@@ -26,7 +26,9 @@ export interface QuickstartOptions {
 }
 
 export const QUICKSTART_TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: false, maxTurns: 1, rules: 'none', obsWindow: 0, temperature: 1 } as const;
-export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 } as const;
+// initStd 0.1 (not GPT-2's 0.02): a near-linear network at init gets almost no gradient for the
+// arm × result interaction that adaptation needs (see docs/results/meta-rl.md).
+export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64, initStd: 0.1 } as const;
 
 export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   const iterations = o.iterations ?? (o.quick ? 8 : 100);
@@ -64,7 +66,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   // The run directory keeps the trained policy, with what `agentrl eval` needs to replay its trials.
   await saveTrainerCheckpoint(join(o.out, 'checkpoint'), setup.trainer, {
     tokenizer: setup.tokenizer,
-    rng: { train: rng.state() },
+    rng: { train: rng.state(), sampler: setup.engine.rngState() },
     trainerState: { env: 'bandit', envOptions: {}, trial: QUICKSTART_TRIAL, opponents: ['none'], iterations },
   });
   const trained = await evaluatePolicy('meta-rl', setup.engine, evalOpts);

@@ -52,7 +52,7 @@ export class BuiltinEngine implements InferenceEngine {
   private readonly maxBatch: number;
   private readonly queue: Request[] = [];
   private readonly active: Request[] = [];
-  private readonly rng: Rng;
+  private rng: Rng;
   private readonly probs: Float64Array;
   private readonly stepTokens: Int32Array;
   private currentVersion = 0;
@@ -77,6 +77,17 @@ export class BuiltinEngine implements InferenceEngine {
 
   version(): number {
     return this.currentVersion;
+  }
+
+  /** State of the stream that seeds requests without an explicit seed (for exact resume). */
+  rngState(): number[] {
+    return this.rng.state();
+  }
+
+  /** Restore a state from `rngState()`; only while idle, so no request has drawn from the old stream. */
+  setRngState(state: readonly number[]): void {
+    if (this.active.length > 0 || this.queue.length > 0) throw new Error('setRngState: the engine is generating; restore RNG state only while idle');
+    this.rng = new Rng(state);
   }
 
   /** Rows currently being decoded plus queued requests. */
