@@ -26,9 +26,9 @@ export interface QuickstartOptions {
 }
 
 export const QUICKSTART_TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: false, maxTurns: 1, rules: 'none', obsWindow: 0, temperature: 1 } as const;
-// initStd 0.1 (not GPT-2's 0.02): a near-linear network at init gets almost no gradient for the
-// arm × result interaction that adaptation needs (see docs/results/meta-rl.md).
-export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64, initStd: 0.1 } as const;
+// Whether a seed learns adaptation is seed-dependent with this tiny model (docs/results/meta-rl.md);
+// this recipe learns on the default seed.
+export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 } as const;
 
 export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   const iterations = o.iterations ?? (o.quick ? 8 : 100);

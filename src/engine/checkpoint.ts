@@ -440,7 +440,7 @@ async function writeFileSynced(path: string, data: Uint8Array): Promise<void> {
 }
 
 /** fsync a directory so renames/creations in it are durable. Some platforms cannot; that is not fatal. */
-async function fsyncDir(path: string): Promise<void> {
+export async function fsyncDir(path: string): Promise<void> {
   let fh;
   try {
     fh = await open(path, 'r');

@@ -261,10 +261,28 @@ export class Transformer {
     this.check(batch);
     const { B, T } = batch;
     const c = this.config, be = this.backend, p = this.p;
-    const N = B * T, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize;
+    const N = B * T, C = c.nEmbd, V = c.vocabSize;
     const ws = this.workspace(B, T);
-    ws.pos0.fill(0);
     be.embedForward(ws.encoded, batch.tokens, p.wte, p.wpe, B, T, C);
+    const x = this.blocksForward(ws, B, T);
+    this.norm(ws.lnf, ws.lnfMean, ws.lnfRstd, x, p.lnfw, p.lnfb, N);
+    // Tied output head: logits = lnf · wteᵀ.
+    be.sgemm(false, true, N, V, C, 1, ws.lnf, C, p.wte, C, 0, ws.logits, V);
+    const invTemp = 1 / (batch.temperature ?? 1);
+    be.logSoftmaxForward(ws.logprobs, ws.entropy, ws.logits, batch.targets, batch.masks ?? null, N, V, invTemp);
+    this.last = { batch, ws, invTemp };
+    return { logprobs: ws.logprobs, entropy: ws.entropy };
+  }
+
+  /**
+   * The transformer blocks over ws.encoded (B rows of T tokens, positions from 0); saves every
+   * layer's activations in ws and returns the last residual stream. `onQkv` sees each layer's qkv
+   * (after rotary) — prefill uses it to fill the KV cache.
+   */
+  private blocksForward(ws: Workspace, B: number, T: number, onQkv?: (layer: number, qkv: Float32Array) => void): Float32Array {
+    const c = this.config, be = this.backend, p = this.p;
+    const N = B * T, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead;
+    ws.pos0.fill(0);
     let x = ws.encoded;
     for (let l = 0; l < c.nLayer; l++) {
       const w = p.layers[l]!, a = ws.layers[l]!;
@@ -272,6 +290,7 @@ export class Transformer {
       be.sgemm(false, true, N, 3 * C, C, 1, a.ln1, C, w.qkvw, C, 0, a.qkv, 3 * C);
       be.addBias(a.qkv, w.qkvb, N, 3 * C);
       if (c.positions === 'rope') be.rope(a.qkv, ws.pos0, B, T, C, NH, c.ropeBase, false);
+      onQkv?.(l, a.qkv);
       be.attentionForward(a.atty, a.att, a.qkv, B, T, C, NH);
       be.sgemm(false, true, N, C, C, 1, a.atty, C, w.projw, C, 0, a.attproj, C);
       be.addBias(a.attproj, w.projb, N, C);
@@ -285,13 +304,7 @@ export class Transformer {
       be.add(a.res3, a.res2, a.fcproj, N * C);
       x = a.res3;
     }
-    this.norm(ws.lnf, ws.lnfMean, ws.lnfRstd, x, p.lnfw, p.lnfb, N);
-    // Tied output head: logits = lnf · wteᵀ.
-    be.sgemm(false, true, N, V, C, 1, ws.lnf, C, p.wte, C, 0, ws.logits, V);
-    const invTemp = 1 / (batch.temperature ?? 1);
-    be.logSoftmaxForward(ws.logprobs, ws.entropy, ws.logits, batch.targets, batch.masks ?? null, N, V, invTemp);
-    this.last = { batch, ws, invTemp };
-    return { logprobs: ws.logprobs, entropy: ws.entropy };
+    return x;
   }
 
   /**
@@ -365,39 +378,22 @@ export class Transformer {
    */
   prefill(cache: KVCache, slot: number, tokens: readonly number[]): Float32Array {
     const c = this.config, be = this.backend, p = this.p;
-    const T = tokens.length, C = c.nEmbd, H = c.mlpRatio * C, NH = c.nHead, V = c.vocabSize;
+    const T = tokens.length, C = c.nEmbd, V = c.vocabSize;
     if (T < 1) throw new Error('prefill: empty prompt');
     if (T > c.contextLength) throw new Error(`prefill: ${T} tokens exceed the model's contextLength ${c.contextLength}`);
     const ids = Int32Array.from(tokens);
     for (let i = 0; i < T; i++) if (ids[i]! < 0 || ids[i]! >= V) throw new Error(`prefill: token id ${ids[i]} at position ${i} is outside the vocabulary [0, ${V})`);
     const ws = this.workspace(1, T);
-    ws.pos0.fill(0);
     be.embedForward(ws.encoded, ids, p.wte, p.wpe, 1, T, C);
-    let x = ws.encoded;
-    for (let l = 0; l < c.nLayer; l++) {
-      const w = p.layers[l]!, a = ws.layers[l]!;
-      this.norm(a.ln1, a.ln1Mean, a.ln1Rstd, x, w.ln1w, w.ln1b, T);
-      be.sgemm(false, true, T, 3 * C, C, 1, a.ln1, C, w.qkvw, C, 0, a.qkv, 3 * C);
-      be.addBias(a.qkv, w.qkvb, T, 3 * C);
-      if (c.positions === 'rope') be.rope(a.qkv, ws.pos0, 1, T, C, NH, c.ropeBase, false);
-      const kc = cache.k[l]!, vc = cache.v[l]!, base = slot * c.contextLength * C;
+    const base = slot * c.contextLength * C;
+    const x = this.blocksForward(ws, 1, T, (l, qkv) => {
+      // Keep this prefix's keys and values (after rotary) in the slot's cache.
+      const kc = cache.k[l]!, vc = cache.v[l]!;
       for (let t = 0; t < T; t++) {
-        kc.set(a.qkv.subarray(t * 3 * C + C, t * 3 * C + 2 * C), base + t * C);
-        vc.set(a.qkv.subarray(t * 3 * C + 2 * C, t * 3 * C + 3 * C), base + t * C);
+        kc.set(qkv.subarray(t * 3 * C + C, t * 3 * C + 2 * C), base + t * C);
+        vc.set(qkv.subarray(t * 3 * C + 2 * C, t * 3 * C + 3 * C), base + t * C);
       }
-      be.attentionForward(a.atty, a.att, a.qkv, 1, T, C, NH);
-      be.sgemm(false, true, T, C, C, 1, a.atty, C, w.projw, C, 0, a.attproj, C);
-      be.addBias(a.attproj, w.projb, T, C);
-      be.add(a.res2, x, a.attproj, T * C);
-      this.norm(a.ln2, a.ln2Mean, a.ln2Rstd, a.res2, w.ln2w, w.ln2b, T);
-      be.sgemm(false, true, T, H, C, 1, a.ln2, C, w.fcw, C, 0, a.fch, H);
-      be.addBias(a.fch, w.fcb, T, H);
-      be.geluForward(a.fchGelu, a.fch, T * H);
-      be.sgemm(false, true, T, C, H, 1, a.fchGelu, H, w.fcprojw, H, 0, a.fcproj, C);
-      be.addBias(a.fcproj, w.fcprojb, T, C);
-      be.add(a.res3, a.res2, a.fcproj, T * C);
-      x = a.res3;
-    }
+    });
     cache.lens[slot] = T;
     // Only the last position's logits are needed.
     const lastRow = x.subarray((T - 1) * C, T * C);

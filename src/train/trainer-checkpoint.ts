@@ -10,17 +10,19 @@ import { Transformer } from '../engine/model.ts';
 import type { Backend } from '../engine/backend.ts';
 import { BuiltinTrainer } from './builtin-trainer.ts';
 
-function tensors(model: Transformer, buf: Float32Array): TensorMap {
+/** One tensor per parameter view of `model`, holding the values of `buf` (same layout as model.params). */
+export function paramsToTensors(model: Transformer, buf: Float32Array): TensorMap {
   const out: TensorMap = {};
   for (const v of model.layout) out[v.name] = f32Tensor(v.shape, buf.slice(v.offset, v.offset + v.size));
   return out;
 }
 
-function fill(model: Transformer, buf: Float32Array, t: TensorMap, what: string): void {
+/** Fill `buf` (model layout) from named tensors; errors name the missing or mis-sized tensor. */
+export function tensorsToParams(model: Transformer, t: TensorMap, buf: Float32Array, what: string): void {
   for (const v of model.layout) {
     const x = t[v.name];
-    if (!x) throw new Error(`checkpoint ${what} is missing tensor '${v.name}' (was it written by a different model config?)`);
-    if (x.data.length !== v.size) throw new Error(`checkpoint ${what} tensor '${v.name}' has ${x.data.length} values, the model expects ${v.size}`);
+    if (!x) throw new Error(`${what}: missing tensor '${v.name}' (was it written by a different model config?)`);
+    if (x.data.length !== v.size) throw new Error(`${what}: tensor '${v.name}' has ${x.data.length} values, the model expects ${v.size}`);
     buf.set(x.data as Float32Array, v.offset);
   }
 }
@@ -40,8 +42,8 @@ export async function saveTrainerCheckpoint(dir: string, trainer: BuiltinTrainer
     tokenizer: extras.tokenizer ? extras.tokenizer.toJSON() : null,
     rng: extras.rng,
     trainerState: extras.trainerState,
-    model: tensors(model, model.params),
-    optimizer: { m: tensors(model, trainer.m), v: tensors(model, trainer.v) },
+    model: paramsToTensors(model, model.params),
+    optimizer: { m: paramsToTensors(model, trainer.m), v: paramsToTensors(model, trainer.v) },
   });
 }
 
@@ -57,11 +59,11 @@ export async function loadTrainerCheckpoint(dir: string, backend: Backend): Prom
   const cfg = ck.config as { model?: unknown; optimizer?: unknown };
   if (!cfg || typeof cfg !== 'object' || !cfg.model) throw new Error(`checkpoint ${dir}: manifest config has no 'model' section (not a trainer checkpoint)`);
   const model = new Transformer(cfg.model as never, backend, 0);
-  fill(model, model.params, ck.model, `${dir} model`);
+  tensorsToParams(model, ck.model, model.params, `checkpoint ${dir} model`);
   const trainer = new BuiltinTrainer(model, (cfg.optimizer ?? {}) as never);
   if (ck.optimizer) {
-    fill(model, trainer.m, ck.optimizer.m, `${dir} optimizer m`);
-    fill(model, trainer.v, ck.optimizer.v, `${dir} optimizer v`);
+    tensorsToParams(model, ck.optimizer.m, trainer.m, `checkpoint ${dir} optimizer m`);
+    tensorsToParams(model, ck.optimizer.v, trainer.v, `checkpoint ${dir} optimizer v`);
   }
   trainer.step = ck.step;
   return { trainer, tokenizer: ck.tokenizer ? tokenizerFromJSON(ck.tokenizer) : null, checkpoint: ck };

@@ -18,39 +18,8 @@
 import { open, readdir, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { f32Tensor, type TensorMap } from '../../engine/safetensors.ts';
-import type { Transformer } from '../../engine/model.ts';
-
-/** One tensor per parameter view of `model`, holding values of `buf` (same layout as model.params). */
-export function paramsToTensors(model: Transformer, buf: Float32Array): TensorMap {
-  const out: TensorMap = {};
-  for (const v of model.layout) out[v.name] = f32Tensor(v.shape, buf.slice(v.offset, v.offset + v.size));
-  return out;
-}
-
-/** Fill `buf` (model layout) from named tensors; errors name the missing or mis-sized tensor. */
-export function tensorsToParams(model: Transformer, t: TensorMap, buf: Float32Array, what: string): void {
-  for (const v of model.layout) {
-    const x = t[v.name];
-    if (!x) throw new Error(`${what}: missing tensor '${v.name}' (was it written by a different model config?)`);
-    if (x.data.length !== v.size) throw new Error(`${what}: tensor '${v.name}' has ${x.data.length} values, the model expects ${v.size}`);
-    buf.set(x.data as Float32Array, v.offset);
-  }
-}
-
-/** fsync a directory; file systems that cannot sync directories are tolerated. */
-async function fsyncDir(path: string): Promise<void> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-    await fh.sync();
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw e;
-  } finally {
-    await fh?.close();
-  }
-}
+import { fsyncDir } from '../../engine/checkpoint.ts';
+export { paramsToTensors, tensorsToParams } from '../trainer-checkpoint.ts';
 
 /** Write JSON to `path` atomically: temp file in the same directory, fsync, rename, fsync the directory. */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
