@@ -44,8 +44,8 @@ interface TaskSpec {
 const TASKS: Record<string, TaskSpec> = {
   bandit: {
     env: 'bandit', envOptions: {}, train: [{ name: 'none', weight: 1 }], evalOpponents: ['none'],
-    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', obsWindow: 0 },
-    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64, initStd: 0.1 }, iterations: 100, evalTrials: 500, lr: 5e-3,
+    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', pastEpisodes: 'outcome' },
+    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 500, lr: 3e-3,
     describe: '3-armed bandit, paying arm fixed within a trial and uniform across trials; K = 3 episodes of one pull; same_state',
     oracles: () => {
       const c = banditCeilings(3, 3);
@@ -87,7 +87,7 @@ async function trainAndEval(seed: number, mode: 'meta' | 'grpo'): Promise<{ trai
     advantage: { mode: 'mean_norm' },
     loss: { kind: 'ppo', entropyCoef: 0.02 },
   });
-  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: { lr: spec.lr, weightDecay: 0 }, seed });
+  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: { lr: spec.lr, weightDecay: 0 }, seed, outcomeTokens: spec.trial?.pastEpisodes === 'outcome' });
   const evalOpts = { opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! };
   const untrained = await evaluatePolicy('untrained', setup.engine, evalOpts);
   const rng = new Rng(seed * 7919 + (mode === 'meta' ? 1 : 2));
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
     times['meta-rl']!.push(meta.seconds);
     times['grpo-1ep']!.push(grpo.seconds);
   }
-  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: {}, seed: 0 });
+  const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: {}, seed: 0, outcomeTokens: spec.trial?.pastEpisodes === 'outcome' });
   for (const seed of seeds) runs.random!.push(evaluateRandom({ opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! }));
 
   const K = spec.trial!.episodes ?? 3;

@@ -113,3 +113,19 @@ describe('MAGE trials', () => {
     for (const s of samples) expect(s.advantage).toBeCloseTo(0, 9);
   });
 });
+
+describe('outcome-token histories', () => {
+  it("pastEpisodes 'outcome' shows each past episode as one fused token the tokenizer knows", async () => {
+    const env = new BanditEnv();
+    const { outcomeVocabulary } = await import('../src/agents/trial.ts');
+    const tok = WordTokenizer.fromVocabulary([...env.vocabulary(), ...TRIAL_WORDS, ...outcomeVocabulary(['A', 'B', 'C'])]);
+    env.reset(8);
+    const best = ['A', 'B', 'C'][env.bestArm]!;
+    const engine = scripted(tok, [`<action> ${best} </action>`, `<action> ${best} </action>`]);
+    await runTrial(env, engine, { episodes: 2, reflect: false, contextMode: 'history_only', pastEpisodes: 'outcome', rules: 'none' }, { seed: 8, groupId: 'g', opponent: 'none' });
+    expect(engine.prompts[1]).toContain(`| ep 1 ${best}_won`);
+    const ids = tok.encode(engine.prompts[1]!);
+    expect(ids).toContain(tok.tokenId(`${best}_won`));
+    expect(ids).not.toContain(tok.unkId);
+  });
+});

@@ -47,9 +47,11 @@ export const TrialConfigSchema = z.object({
   anchor: z.enum(['prompt', 'observation']).default('prompt'),
   /**
    * How a past episode is shown: 'moves' (its last moves, per historyWindow/obsWindow) or 'summary'
-   * (the env's final observation, e.g. the whole RPS round history and score — compact for small models).
+   * (the env's final observation, e.g. the whole RPS round history and score — compact for small models),
+   * or 'outcome' (one fused token per episode: its last action and result, e.g. `B_won`; see
+   * `outcomeToken` — lets a tiny model read "repeat winners, avoid losers" linearly).
    */
-  pastEpisodes: z.enum(['moves', 'summary']).default('moves'),
+  pastEpisodes: z.enum(['moves', 'summary', 'outcome']).default('moves'),
 });
 export type TrialConfig = z.output<typeof TrialConfigSchema>;
 
@@ -194,7 +196,10 @@ function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
   return past
     .map((e, j) => {
       const parts = [`| ep ${j + 1}`];
-      if (cfg.contextMode !== 'reflection_only') parts.push(cfg.pastEpisodes === 'summary' ? `final ${e.summary}` : renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
+      if (cfg.contextMode !== 'reflection_only') {
+        if (cfg.pastEpisodes === 'outcome') parts.push(outcomeToken(e.moves[e.moves.length - 1]?.action ?? 'none', e.won));
+        else parts.push(cfg.pastEpisodes === 'summary' ? `final ${e.summary}` : renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
+      }
       if (cfg.contextMode !== 'history_only' && e.remark !== undefined) parts.push(`remark : ${e.remark || 'none'}`);
       return parts.join(' ');
     })
@@ -203,6 +208,16 @@ function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
 
 function actionWords(env: TextEnv): string[] {
   return [...new Set(env.legalActions().concat(actionSpace(env)).flatMap((a) => a.split(/\s+/)).filter((w) => /^[A-Za-z]+$/.test(w)))];
+}
+
+/** One token naming an episode's last action and its result, e.g. `B_won` (see TrialConfig.pastEpisodes). */
+export function outcomeToken(action: string, won: boolean): string {
+  return `${action.replace(/\s+/g, '')}_${won ? 'won' : 'lost'}`;
+}
+
+/** The fused outcome tokens of every action an env can take (to add to a word tokenizer's vocabulary). */
+export function outcomeVocabulary(actions: readonly string[]): string[] {
+  return actions.flatMap((a) => [outcomeToken(a, true), outcomeToken(a, false)]).concat([outcomeToken('none', true), outcomeToken('none', false)]);
 }
 
 /** The text inside the last <action>…</action>, or the raw text if there is none. */

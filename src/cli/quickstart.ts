@@ -25,9 +25,9 @@ export interface QuickstartOptions {
   quick: boolean;
 }
 
-export const QUICKSTART_TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: false, maxTurns: 1, rules: 'none', obsWindow: 0, temperature: 1 } as const;
-// Whether a seed learns adaptation is seed-dependent with this tiny model (docs/results/meta-rl.md);
-// this recipe learns on the default seed.
+// Past episodes are shown as one fused token each (e.g. `B_won`): with separate arm and result tokens the
+// tiny model must discover an arm × result interaction and learning is seed-dependent (docs/results/meta-rl.md).
+export const QUICKSTART_TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: false, maxTurns: 1, rules: 'none', pastEpisodes: 'outcome', temperature: 1 } as const;
 export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 } as const;
 
 export async function runQuickstart(o: QuickstartOptions): Promise<void> {
@@ -42,7 +42,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<void> {
     advantage: { mode: 'mean_norm' },
     loss: { kind: 'ppo', entropyCoef: 0.02 },
   });
-  const setup = buildMetaSetup({ env: 'bandit', opponents: ['none'], model: QUICKSTART_MODEL, optimizer: { lr: 5e-3, weightDecay: 0 }, seed: o.seed });
+  const setup = buildMetaSetup({ env: 'bandit', opponents: ['none'], model: QUICKSTART_MODEL, optimizer: { lr: 3e-3, weightDecay: 0 }, seed: o.seed, outcomeTokens: true });
   const backendName = setup.trainer.model.backend.name;
   console.log(`agentrl quickstart — compute path ${backendName}; model ${setup.trainer.model.numParams.toLocaleString()} params; ${iterations} iterations × ${cfg.groups * cfg.groupSize} trials of ${cfg.trial.episodes} episodes`);
 

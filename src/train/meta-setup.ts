@@ -9,7 +9,7 @@ import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { defaultBackend } from '../engine/backends.ts';
 import type { Backend } from '../engine/backend.ts';
-import { TRIAL_WORDS } from '../agents/trial.ts';
+import { TRIAL_WORDS, outcomeVocabulary } from '../agents/trial.ts';
 import { BuiltinTrainer, type OptimizerConfigSchema } from './builtin-trainer.ts';
 import type { z } from 'zod';
 
@@ -23,6 +23,14 @@ export interface MetaSetupOptions {
   seed: number;
   maxBatch?: number;
   backend?: Backend;
+  /** Add fused outcome tokens (`B_won`) for trials with pastEpisodes 'outcome'. */
+  outcomeTokens?: boolean;
+}
+
+/** The action strings an env accepts right after a reset (its action space for simple games). */
+function actionsOf(env: TextEnv): string[] {
+  env.reset(0);
+  return env.legalActions();
 }
 
 export interface MetaSetup {
@@ -40,7 +48,11 @@ export function envFactory(env: string, envOptions: Record<string, unknown> = {}
 export function buildMetaSetup(o: MetaSetupOptions): MetaSetup {
   const factory = envFactory(o.env, o.envOptions);
   const words = new Set<string>(TRIAL_WORDS);
-  for (const opp of o.opponents) for (const w of factory(opp).vocabulary()) words.add(w);
+  for (const opp of o.opponents) {
+    const env = factory(opp);
+    for (const w of env.vocabulary()) words.add(w);
+    if (o.outcomeTokens) for (const w of outcomeVocabulary(actionsOf(env))) words.add(w);
+  }
   for (const w of ['good', 'bad', 'try', 'avoid']) words.add(w);
   const tokenizer = WordTokenizer.fromVocabulary([...words]);
   const backend = o.backend ?? defaultBackend();
