@@ -11,8 +11,8 @@
  *
  * Writes its table into docs/results/async.md (between markers; --quick has its own section) and prints one JSON line last.
  */
-import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeResultsSection } from '../src/eval/results-file.ts';
 import { cpus } from 'node:os';
 import { Transformer } from '../src/engine/model.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
@@ -112,20 +112,6 @@ function table(rows: RunRow[], base: RunRow): string {
   return lines.join('\n');
 }
 
-const START = `<!-- bench:async${quick ? '-quick' : ''} start -->`;
-const END = `<!-- bench:async${quick ? '-quick' : ''} end -->`;
-
-function writeSection(path: string, section: string): void {
-  const header = '# Asynchronous RL: throughput and staleness\n\n';
-  const old = existsSync(path) ? readFileSync(path, 'utf8') : header;
-  const block = `${START}\n${section}\n${END}`;
-  const i = old.indexOf(START);
-  const j = old.indexOf(END);
-  const next = i >= 0 && j > i ? old.slice(0, i) + block + old.slice(j + END.length) : `${old.trimEnd()}\n\n${block}\n`;
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, next);
-}
-
 async function main(): Promise<void> {
   const loadBefore = loadavg();
   const backend = defaultBackend().name;
@@ -184,7 +170,7 @@ async function main(): Promise<void> {
     JSON.stringify(result),
     '```',
   ].join('\n');
-  if (write) writeSection('docs/results/async.md', section);
+  if (write) writeResultsSection('docs/results/async.md', `bench:async${quick ? '-quick' : ''}`, section, 'Asynchronous RL: throughput and staleness');
   console.log(JSON.stringify(result));
 }
 

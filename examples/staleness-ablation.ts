@@ -12,8 +12,8 @@
  *
  *   node --import tsx examples/staleness-ablation.ts [--quick] [--no-write]
  */
-import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeResultsSection } from '../src/eval/results-file.ts';
 import { Transformer } from '../src/engine/model.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
 import { defaultBackend } from '../src/engine/backends.ts';
@@ -120,19 +120,6 @@ function sd(xs: number[]): number {
 }
 const fmt = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${sd(xs).toFixed(3)}`;
 
-const START = '<!-- ablation:staleness start -->';
-const END = '<!-- ablation:staleness end -->';
-
-function writeSection(path: string, section: string): void {
-  const old = existsSync(path) ? readFileSync(path, 'utf8') : '# Asynchronous RL: throughput and staleness\n';
-  const block = `${START}\n${section}\n${END}`;
-  const i = old.indexOf(START);
-  const j = old.indexOf(END);
-  const next = i >= 0 && j > i ? old.slice(0, i) + block + old.slice(j + END.length) : `${old.trimEnd()}\n\n${block}\n`;
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, next);
-}
-
 async function main(): Promise<void> {
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const t0 = performance.now();
@@ -177,7 +164,7 @@ async function main(): Promise<void> {
     `|---|${SETTINGS.map(() => '---').join('|')}|`,
     ...curveRows,
   ].join('\n');
-  if (write) writeSection('docs/results/async.md', section);
+  if (write) writeResultsSection('docs/results/async.md', 'ablation:staleness', section, 'Asynchronous RL: throughput and staleness');
   console.log(section);
 }
 
