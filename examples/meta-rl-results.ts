@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   mkdirSync(o.out, { recursive: true });
   const stem = `${o.out}/meta-rl-${o.task}${o.quick ? '-quick' : ''}`;
   writeFileSync(`${stem}.json`, JSON.stringify({ task: o.task, describe: spec.describe, seeds, iterations, evalTrials, trainSeconds: times, oracles, table, runs }, null, 2) + '\n');
-  const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds}${o.quick ? ' --quick' : ''}`;
+  const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds}${o.iterations ? ` --iterations ${o.iterations}` : ''}${o.evalTrials ? ` --eval-trials ${o.evalTrials}` : ''}${o.quick ? ' --quick' : ''}`;
   const md = [
     `## ${o.task}: ${spec.describe}`,
     '',
