@@ -6,20 +6,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import { loadNativeBackend, nativeGemmPaths, nativeInfo, nativeLoadError, type GemmPath } from '../src/engine/native.ts';
+import { mulberry32 } from '../src/envs/rng.ts';
 
 const paths = nativeGemmPaths();
 const built = paths.length > 0;
 
-/** Small deterministic PRNG (mulberry32) → uniform values in [-1, 1). */
+/** Deterministic uniform values in [-1, 1) (the environments' mulberry32). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const next = mulberry32(seed);
+  return () => next() * 2 - 1;
 }
 
 interface Case { M: number; N: number; K: number; tA: boolean; tB: boolean; alpha: number; beta: number; pad: number; offset: number }

@@ -7,17 +7,8 @@
  * the finite-difference error at O(eps²) instead of drowning it in float32 rounding.
  */
 
-/** Deterministic uniform generator on [0, 1) (mulberry32). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform generator on [0, 1): the environments' mulberry32. */
+export { mulberry32 } from '../../src/envs/rng.ts';
 
 /** n floats uniform in [-scale, scale). */
 export function randomF32(n: number, next: () => number, scale = 1): Float32Array {
