@@ -17,7 +17,7 @@ import { Rng } from '../src/core/rng.ts';
 import { lineChartSvg } from '../src/eval/plot.ts';
 
 const program = new Command()
-  .option('--task <task>', 'bandit | kuhn', 'bandit')
+  .option('--task <task>', 'bandit | kuhn | kuhn-same', 'bandit')
   .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
   .option('--iterations <n>', 'training iterations per run')
   .option('--eval-trials <n>', 'evaluation trials per opponent')
@@ -68,6 +68,20 @@ const TASKS: Record<string, TaskSpec> = {
         bestResponseChipsMixedSeat: Object.fromEntries(opp.map((n) => [n, bestResponseValue(n, 'mixed')])),
         winnabilityMixedSeat: Object.fromEntries(opp.map((n) => [n, winnability(n, 'mixed')])),
       };
+    },
+  },
+  // MAGE's own protocol: the same deal and seat every episode, stop once a hand is won; reported as
+  // success rate by episode (won in any episode ≤ k) next to the winnability oracle.
+  'kuhn-same': {
+    env: 'kuhn', envOptions: { seat: 'random' },
+    train: [{ name: 'conservative', weight: 5 }, { name: 'aggressive', weight: 5 }, { name: 'intermediate', weight: 6 }],
+    evalOpponents: ['conservative', 'aggressive', 'intermediate', 'cfr-argmax', 'random'],
+    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: true, maxTurns: 2, rules: 'none', historyWindow: 2, obsWindow: 1 },
+    model: { contextLength: 192, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 60, evalTrials: 300, lr: 2e-3,
+    describe: "Kuhn poker, MAGE's protocol: same deal and seat every episode, trial stops once won, K = 3",
+    oracles: () => {
+      const opp = ['conservative', 'aggressive', 'intermediate', 'cfr-argmax', 'random'];
+      return { winnabilityMixedSeat: Object.fromEntries(opp.map((n) => [n, winnability(n, 'mixed')])) };
     },
   },
 };
@@ -145,6 +159,19 @@ async function main(): Promise<void> {
       lines.push(`| ${opp} | ${k} | ${cells.join(' | ')} |`);
     }
   }
+  // Success rate by episode (won in any episode ≤ k): MAGE's metric, meaningful when trials stop once won.
+  const success: string[] = [`| opponent | episode | ${Object.keys(runs).join(' | ')} |`, `|---|---|${Object.keys(runs).map(() => '---').join('|')}|`];
+  for (const opp of spec.evalOpponents) {
+    for (let k = 0; k < K; k++) {
+      const cells = Object.values(runs).map((reps) => {
+        const xs = reps.map((r) => r.opponents.find((x) => x.opponent === opp)!.episodes[k]!.successRate);
+        const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+        const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1)) : Number.NaN;
+        return `${m.toFixed(3)} (sd ${Number.isFinite(sd) ? sd.toFixed(3) : '–'})`;
+      });
+      success.push(`| ${opp} | ${k} | ${cells.join(' | ')} |`);
+    }
+  }
   const oracles = spec.oracles();
   mkdirSync(o.out, { recursive: true });
   const stem = `${o.out}/meta-rl-${o.task}${o.quick ? '-quick' : ''}`;
@@ -158,6 +185,10 @@ async function main(): Promise<void> {
     `Train time per run (s): meta-RL ${times['meta-rl']!.map((t) => t.toFixed(0)).join(', ')}; GRPO ${times['grpo-1ep']!.map((t) => t.toFixed(0)).join(', ')}.`,
     '',
     ...lines,
+    '',
+    'Success rate by episode (won in any episode ≤ k), mean across seeds:',
+    '',
+    ...success,
     '',
     'Oracles: `' + JSON.stringify(oracles) + '`',
     '',
