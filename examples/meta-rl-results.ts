@@ -15,6 +15,7 @@ import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue, winnability } from '../src/envs/kuhn-oracles.ts';
 import { Rng } from '../src/core/rng.ts';
 import { lineChartSvg } from '../src/eval/plot.ts';
+import { BANDIT_RECIPE, META_RL_TRAINING } from '../src/train/recipes.ts';
 
 const program = new Command()
   .option('--task <task>', 'bandit | kuhn | kuhn-same', 'bandit')
@@ -44,8 +45,7 @@ interface TaskSpec {
 const TASKS: Record<string, TaskSpec> = {
   bandit: {
     env: 'bandit', envOptions: {}, train: [{ name: 'none', weight: 1 }], evalOpponents: ['none'],
-    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', pastEpisodes: 'outcome' },
-    model: { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 500, lr: 3e-3,
+    trial: BANDIT_RECIPE.trial, model: BANDIT_RECIPE.model, iterations: BANDIT_RECIPE.iterations, evalTrials: 500, lr: BANDIT_RECIPE.lr,
     describe: '3-armed bandit, paying arm fixed within a trial and uniform across trials; K = 3 episodes of one pull; same_state',
     oracles: () => {
       const c = banditCeilings(3, 3);
@@ -97,9 +97,7 @@ async function trainAndEval(seed: number, mode: 'meta' | 'grpo'): Promise<{ trai
   const cfg = parseMetaRlConfig({
     iterations, seed, groups: mode === 'meta' ? 16 : 16 * K, groupSize: 8, opponents: spec.train,
     trial: mode === 'meta' ? spec.trial : { ...spec.trial, episodes: 1, reflect: false },
-    credit: { gammaStep: 0.95, gammaTrial: 0.6, invalidCoef: 0.5 },
-    advantage: { mode: 'mean_norm' },
-    loss: { kind: 'ppo', entropyCoef: 0.02 },
+    ...META_RL_TRAINING,
   });
   const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: { lr: spec.lr, weightDecay: 0 }, seed, outcomeTokens: spec.trial?.pastEpisodes === 'outcome' });
   const evalOpts = { opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! };

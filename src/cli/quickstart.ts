@@ -17,6 +17,7 @@ import { lineChartSvg } from '../eval/plot.ts';
 import { banditCeilings } from '../envs/bandit.ts';
 import { Rng } from '../core/rng.ts';
 import { saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
+import { BANDIT_RECIPE, META_RL_TRAINING } from '../train/recipes.ts';
 
 export interface QuickstartOptions {
   out: string;
@@ -25,28 +26,22 @@ export interface QuickstartOptions {
   quick: boolean;
 }
 
-// Past episodes are shown as one fused token each (e.g. `B_won`): with separate arm and result tokens the
-// tiny model must discover an arm × result interaction and learning is seed-dependent (docs/results/meta-rl.md).
-export const QUICKSTART_TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: false, maxTurns: 1, rules: 'none', pastEpisodes: 'outcome', temperature: 1 } as const;
-export const QUICKSTART_MODEL = { contextLength: 128, nLayer: 2, nHead: 4, nEmbd: 64 } as const;
 
 export async function runQuickstart(o: QuickstartOptions): Promise<void> {
-  const iterations = o.iterations ?? (o.quick ? 8 : 100);
+  const iterations = o.iterations ?? (o.quick ? 8 : BANDIT_RECIPE.iterations);
   const evalTrials = o.quick ? 60 : 300;
   mkdirSync(o.out, { recursive: true });
   const cfg = parseMetaRlConfig({
-    iterations, groups: 16, groupSize: 8, seed: o.seed,
+    iterations, groups: BANDIT_RECIPE.groups, groupSize: BANDIT_RECIPE.groupSize, seed: o.seed,
     opponents: [{ name: 'none' }],
-    trial: QUICKSTART_TRIAL,
-    credit: { gammaStep: 0.95, gammaTrial: 0.6, invalidCoef: 0.5 },
-    advantage: { mode: 'mean_norm' },
-    loss: { kind: 'ppo', entropyCoef: 0.02 },
+    trial: BANDIT_RECIPE.trial,
+    ...META_RL_TRAINING,
   });
-  const setup = buildMetaSetup({ env: 'bandit', opponents: ['none'], model: QUICKSTART_MODEL, optimizer: { lr: 3e-3, weightDecay: 0 }, seed: o.seed, outcomeTokens: true });
+  const setup = buildMetaSetup({ env: 'bandit', opponents: ['none'], model: BANDIT_RECIPE.model, optimizer: { lr: BANDIT_RECIPE.lr, weightDecay: 0 }, seed: o.seed, outcomeTokens: true });
   const backendName = setup.trainer.model.backend.name;
   console.log(`agentrl quickstart — compute path ${backendName}; model ${setup.trainer.model.numParams.toLocaleString()} params; ${iterations} iterations × ${cfg.groups * cfg.groupSize} trials of ${cfg.trial.episodes} episodes`);
 
-  const evalOpts = { opponents: ['none'], trials: evalTrials, seed: o.seed, makeEnv: setup.makeEnv, trial: { ...QUICKSTART_TRIAL } };
+  const evalOpts = { opponents: ['none'], trials: evalTrials, seed: o.seed, makeEnv: setup.makeEnv, trial: { ...BANDIT_RECIPE.trial } };
   const untrained = await evaluatePolicy('untrained', setup.engine, evalOpts);
 
   const log = join(o.out, 'train.jsonl');
@@ -67,7 +62,7 @@ export async function runQuickstart(o: QuickstartOptions): Promise<void> {
   await saveTrainerCheckpoint(join(o.out, 'checkpoint'), setup.trainer, {
     tokenizer: setup.tokenizer,
     rng: { train: rng.state(), sampler: setup.engine.rngState() },
-    trainerState: { env: 'bandit', envOptions: {}, trial: QUICKSTART_TRIAL, opponents: ['none'], iterations },
+    trainerState: { env: 'bandit', envOptions: {}, trial: BANDIT_RECIPE.trial, opponents: ['none'], iterations },
   });
   const trained = await evaluatePolicy('meta-rl', setup.engine, evalOpts);
   const random = evaluateRandom(evalOpts);
