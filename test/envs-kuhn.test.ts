@@ -6,6 +6,7 @@ import { KUHN_GAME_VALUE_P0, kuhnCfrSolution, solveKuhnCfr } from '../src/envs/k
 import { KUHN_OPPONENT_NAMES, kuhnOpponent, type KuhnOpponent } from '../src/envs/kuhn-opponents.ts';
 import { bestResponseValue, nonAdaptiveCeiling, winnability, winnabilityByDeal } from '../src/envs/kuhn-oracles.ts';
 import { splitWords } from '../src/envs/text.ts';
+import { mulberry32 } from '../src/envs/rng.ts';
 
 /** Chips to P0, written out by hand: [P0 card, P1 card] → terminal history → payoff. */
 const PAYOFF_TABLE: Record<string, Record<string, number>> = {
@@ -73,6 +74,42 @@ describe('kuhn rules', () => {
     expect(r).toMatchObject({ done: true, valid: true, reward: -5, observation: '' });
     expect(env.observe()).toBe('card J | history P0 BET P1 PASS | you are P1 | P1 folds | result lose 1 chips');
     expect(r.info.opponentCard).toBeUndefined(); // no showdown, the card stays private
+  });
+
+  it('token observation: one information-set token per decision, the public hand record at the end', () => {
+    const seed = seedFor(1, [2, 0]);
+    const env = new KuhnEnv({ seat: 'random', opponent: 'aggressive', observation: 'token' });
+    expect(env.reset(seed)).toBe('i1_J_B'); // P1 holding J faces the opening bet
+    env.step('PASS');
+    expect(env.observe()).toBe('h1_BP_X'); // folded: the opponent's K stays private
+    const p0 = new KuhnEnv({ seat: 'random', opponent: scripted('PBB'), observation: 'token' });
+    expect(p0.reset(seedFor(0, [1, 2]))).toBe('i0_Q_');
+    p0.step('PASS');
+    expect(p0.observe()).toBe('i0_Q_PB');
+    p0.step('BET');
+    expect(p0.episodeToken()).toBe('h0_PBB_K'); // showdown: the card is public
+    expect(() => new KuhnEnv({ observation: 'words' as 'text' })).toThrow(/observation must be 'text' or 'token'/);
+  });
+
+  it('every token a hand can produce is in the vocabulary (both observation modes), and abandoned hands record none', () => {
+    for (const observation of ['text', 'token'] as const) {
+      const seen = new Set<string>();
+      for (let seed = 0; seed < 300; seed++) {
+        const env = new KuhnEnv({ opponent: 'random', observation });
+        const rng = mulberry32(seed);
+        seen.add(env.reset(seed));
+        while (!env.done) { const o = env.step(rng() < 0.5 ? 'PASS' : 'BET').observation; if (o) seen.add(o); }
+        seen.add(env.observe());
+        seen.add(env.episodeToken());
+      }
+      const env = new KuhnEnv({ observation });
+      const vocab = new Set([...env.vocabulary(), ...env.episodeTokenVocabulary()]);
+      for (const text of seen) for (const w of splitWords(text)) expect(vocab.has(w), `${w} (${observation})`).toBe(true);
+    }
+    const env = new KuhnEnv({ seat: 1, maxInvalid: 1 });
+    env.reset(3);
+    env.step('garbage');
+    expect(env.episodeToken()).toBe('h1_none');
   });
 
   it('restart replays the same deal, seat and opponent replies', () => {

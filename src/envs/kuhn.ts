@@ -14,7 +14,7 @@ import type { StepResult, TextEnv } from './types.ts';
 import { assertSeed, hashString, mixSeed, mulberry32 } from './rng.ts';
 import { extractActionText, vocabularyOf } from './text.ts';
 import {
-  CARD_NAMES, DEALS, KUHN_ACTIONS, actionLetter, isTerminal, letterAction, payoffFor, playerToAct,
+  CARD_NAMES, DEALS, KUHN_ACTIONS, TERMINAL_HISTORIES, actionLetter, isTerminal, letterAction, payoffFor, playerToAct,
   type DecisionHistory, type KuhnAction, type KuhnCard, type KuhnSeat,
 } from './kuhn-game.ts';
 import { resolveKuhnOpponent, type KuhnOpponent } from './kuhn-opponents.ts';
@@ -28,6 +28,12 @@ export interface KuhnEnvOptions {
   maxInvalid?: number;
   /** Reward per chip. Default 5. */
   rewardScale?: number;
+  /**
+   * 'text' (default): `card Q | history P0 BET | you are P1 | actions PASS BET`. 'token': the
+   * decision's information set as one token, e.g. `i1_Q_B` (seat, card, betting line) — for tiny
+   * built-in models, which otherwise must learn to find three facts scattered over a sentence.
+   */
+  observation?: 'text' | 'token';
 }
 
 const STREAM_SETUP = 1;
@@ -41,6 +47,7 @@ export class KuhnEnv implements TextEnv {
   private readonly seatOption: KuhnSeat | 'random';
   private readonly maxInvalid: number;
   private readonly rewardScale: number;
+  private readonly observation: 'text' | 'token';
 
   private seed: number | null = null;
   private seatValue: KuhnSeat = 0;
@@ -57,6 +64,8 @@ export class KuhnEnv implements TextEnv {
     this.seatOption = opts.seat ?? 'random';
     this.maxInvalid = opts.maxInvalid ?? 3;
     this.rewardScale = opts.rewardScale ?? 5;
+    this.observation = opts.observation ?? 'text';
+    if (this.observation !== 'text' && this.observation !== 'token') throw new Error(`kuhn: observation must be 'text' or 'token', got '${String(opts.observation)}'`);
     if (!Number.isInteger(this.maxInvalid) || this.maxInvalid < 1) throw new Error(`kuhn: maxInvalid must be an integer ≥ 1, got ${opts.maxInvalid}`);
   }
 
@@ -118,6 +127,7 @@ export class KuhnEnv implements TextEnv {
 
   observe(): string {
     if (this.seed === null) throw new Error('kuhn.observe: call reset(seed) first');
+    if (this.observation === 'token') return this.finished ? this.episodeToken() : infoSetToken(this.seatValue, this.agentCard, this.hist);
     const parts = [`card ${CARD_NAMES[this.agentCard]}`, `history ${this.renderHistory()}`, `you are P${this.seatValue}`];
     if (!this.finished) return [...parts, `actions ${KUHN_ACTIONS.join(' ')}`].join(' | ');
     if (this.outcome === 'abandoned') return [...parts, 'too many invalid actions', 'result none'].join(' | ');
@@ -175,16 +185,47 @@ export class KuhnEnv implements TextEnv {
     return info;
   }
 
+  /**
+   * The finished hand's public record as one token: the agent's seat, the betting line and the
+   * opponent's card if it was shown at a showdown (`X` if not), e.g. `h1_PBB_Q`; `h0_none` for a
+   * hand abandoned or cut off unfinished. Only what both players saw — never a private card.
+   */
+  episodeToken(): string {
+    if (this.seed === null) throw new Error('kuhn.episodeToken: call reset(seed) first');
+    if (!this.finished || this.outcome === 'abandoned') return `h${this.seatValue}_none`;
+    const shown = this.outcome === 'showdown' ? CARD_NAMES[this.cards[1 - this.seatValue]!] : 'X';
+    return `h${this.seatValue}_${this.hist}_${shown}`;
+  }
+
+  episodeTokenVocabulary(): string[] {
+    const out: string[] = [];
+    for (const seat of [0, 1]) {
+      out.push(`h${seat}_none`);
+      for (const h of TERMINAL_HISTORIES) for (const c of [...CARD_NAMES, 'X']) out.push(`h${seat}_${h}_${c}`);
+    }
+    return out;
+  }
+
   won(): boolean { return this.finished && this.payoff > 0; }
   episodeReturn(): number { return this.returnSum; }
 
   vocabulary(): string[] {
-    return vocabularyOf([this.rules()], [
+    const tokens = this.observation === 'token' ? [...INFO_SET_TOKENS, ...this.episodeTokenVocabulary()] : [];
+    return vocabularyOf([this.rules(), ...tokens], [
       '|', 'card', 'history', 'none', 'P0', 'P1', 'you', 'are', 'actions', ...KUHN_ACTIONS, ...CARD_NAMES,
       'too', 'many', 'invalid', 'result', 'win', 'lose', 'chips', 'showdown', 'opponent', 'folds', '0', '1', '2',
     ]);
   }
 }
+
+/** One token for a decision point: seat, card and betting line so far, e.g. `i1_Q_B` (`i0_K_` opens). */
+export function infoSetToken(seat: KuhnSeat, card: KuhnCard, history: string): string {
+  return `i${seat}_${CARD_NAMES[card]}_${history}`;
+}
+
+const INFO_SET_TOKENS: readonly string[] = (['', 'P', 'B', 'PB'] as const).flatMap((h) =>
+  ([0, 1, 2] as const).map((c) => infoSetToken(h.length % 2 === 0 ? 0 : 1, c, h)),
+);
 
 /** PASS or BET (case-insensitive) from `<action>…</action>` or a bare word; null otherwise. */
 export function parseKuhnAction(raw: unknown): KuhnAction | null {

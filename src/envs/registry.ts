@@ -20,6 +20,7 @@ export const envOptionSchemas = {
     seat: z.union([z.literal(0), z.literal(1), z.literal('random')]).optional(),
     maxInvalid: positiveInt.optional(),
     rewardScale: z.number().positive().optional(),
+    observation: z.enum(['text', 'token']).optional(),
   }).strict(),
   tictactoe: z.object({
     opponent: z.string().optional(),

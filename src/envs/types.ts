@@ -41,6 +41,14 @@ export interface TextEnv {
    * word-level tokenizer for the built-in model can be built without seeing episodes.
    */
   vocabulary(): string[];
+  /**
+   * Optional: one token that records a finished episode's public outcome (e.g. a Kuhn hand's seat,
+   * betting line and shown card), used by trials with `pastEpisodes: 'outcome'` so a tiny model can
+   * read each past episode as one embedding. Envs without it get the generic `<action>_<won|lost>`.
+   */
+  episodeToken?(): string;
+  /** Every token `episodeToken` can return (added to a word tokenizer's vocabulary). */
+  episodeTokenVocabulary?(): string[];
 }
 
 /** An opponent policy for two-player games: picks a canonical action given the game state. */
