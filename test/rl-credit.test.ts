@@ -54,6 +54,15 @@ describe('trialReturns: 2-episode trial, γ_step 0.95, γ_trial 0.6, one reflect
     expect(out.differential).toEqual([1, 2]);
   });
 
+  it("episodeReward 'raw': each episode enters with R_k itself (new_state trials)", () => {
+    // r = R = [1, 3]: G_d = 3; G_c = 2.85; reflection 2.85; G_b = 1 + 0.6·2.85 = 2.71; G_a = 2.5745.
+    const out = trialReturns(steps, { ...cfg, episodeReward: 'raw' });
+    close(out.returns, [2.5745, 2.71, 2.85, 2.85, 3]);
+    expect(out.scores).toEqual([1, 1, 0, 3, 3]);
+    // γ_trial = 0: every episode is credited with its own reward only.
+    close(trialReturns(steps, { gammaStep: 0.95, gammaTrial: 0, episodeReward: 'raw' }).returns, [0.95, 1, 2.85, 2.85, 3]);
+  });
+
   it('a reflection after the final episode gets 0', () => {
     const out = trialReturns([...steps, { kind: 'reflection', episode: 1 }], cfg);
     close(out.returns, [2.033, 2.14, 1.9, 1.9, 2, 0]);

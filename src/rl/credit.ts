@@ -47,6 +47,12 @@ export interface TrialReturnsConfig {
   penaltyInReturns?: boolean;
   /** R_k per episode; default: the sum of the play steps' rewards of each episode. */
   episodeReturns?: readonly number[];
+  /**
+   * What each episode contributes: 'differential' r̃_k = R_k − R_{k−1} (MAGE: the sum is the final
+   * episode's reward) or 'raw' R_k (the sum is the trial's total; for new_state trials, where every
+   * episode is a fresh deal and R_{k−1} says nothing about episode k's actions).
+   */
+  episodeReward?: 'differential' | 'raw';
 }
 
 export interface TrialReturns {
@@ -99,7 +105,7 @@ export function trialReturns(steps: readonly TrialStep[], cfg: TrialReturnsConfi
   }
   const episodeReturns = cfg.episodeReturns ? [...cfg.episodeReturns] : summed.slice(0, K).map((r) => r ?? 0);
   if (episodeReturns.length !== K) throw new Error(`trialReturns: episodeReturns has ${episodeReturns.length} entries but the steps cover ${K} episodes`);
-  const differential = differentialRewards(episodeReturns);
+  const differential = cfg.episodeReward === 'raw' ? [...episodeReturns] : differentialRewards(episodeReturns);
 
   const returns = new Array<number>(n).fill(0);
   const scores = new Array<number>(n).fill(0);
@@ -137,6 +143,8 @@ export const CreditConfigSchema = z
     /** L of the length penalty, in completion tokens; required when lengthCoef > 0. */
     maxLength: z.number().positive().nullable().default(null),
     penaltyInReturns: z.boolean().default(false),
+    /** 'differential' (MAGE) or 'raw' episode rewards; see TrialReturnsConfig.episodeReward. */
+    episodeReward: z.enum(['differential', 'raw']).default('differential'),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -169,7 +177,7 @@ export function assignTrialCredit(steps: readonly TrialStepRecord[], cfgIn: Cred
     reward: s.kind === 'play' ? s.stepReward : 0,
     penalty: invalidPenalty(s.valid, cfg.invalidCoef) + (cfg.lengthCoef > 0 ? lengthPenalty(s.length, cfg.maxLength!, cfg.lengthCoef) : 0),
   }));
-  return trialReturns(trialSteps, { gammaStep: cfg.gammaStep, gammaTrial: cfg.gammaTrial, penaltyInReturns: cfg.penaltyInReturns, episodeReturns });
+  return trialReturns(trialSteps, { gammaStep: cfg.gammaStep, gammaTrial: cfg.gammaTrial, penaltyInReturns: cfg.penaltyInReturns, episodeReturns, episodeReward: cfg.episodeReward });
 }
 
 export const StepAdvantageConfigSchema = z
