@@ -71,6 +71,31 @@ describe('MAGE trials', () => {
     }
   });
 
+  it("contextMode 'none' prompts every episode exactly like a fresh 1-episode trial", async () => {
+    const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
+    const multi = scripted(tok, Array.from({ length: 20 }, () => '<action> BET </action>'));
+    const t = await runTrial(new KuhnEnv({ opponent: 'aggressive' }), multi, { episodes: 4, reflect: false, stateMode: 'new_state', contextMode: 'none', rules: 'none' }, { seed: 8, groupId: 'g', opponent: 'aggressive', episodeSeeds: [21, 22, 23] });
+    for (const [k, seed] of [[0, 8], [1, 21], [2, 22], [3, 23]] as const) {
+      const single = scripted(tok, Array.from({ length: 5 }, () => '<action> BET </action>'));
+      await runTrial(new KuhnEnv({ opponent: 'aggressive' }), single, { episodes: 1, reflect: false, rules: 'none' }, { seed, groupId: 'g', opponent: 'aggressive' });
+      const first = t.samples.findIndex((s) => (s.meta as unknown as TrialStepMeta).episode === k);
+      expect(multi.prompts[first]).toBe(single.prompts[0]);
+    }
+  });
+
+  it("pastEpisodes 'outcome' shows each past hand as the env's record token; samples carry their episode key", async () => {
+    const env = new KuhnEnv({ opponent: 'aggressive', observation: 'token' });
+    const tok = WordTokenizer.fromVocabulary([...env.vocabulary(), ...TRIAL_WORDS]);
+    const engine = scripted(tok, Array.from({ length: 20 }, () => '<action> PASS </action>'));
+    const records: string[] = [];
+    const orig = env.step.bind(env);
+    env.step = (a) => { const r = orig(a); if (r.done) records.push(env.episodeToken()); return r; };
+    const t = await runTrial(env, engine, { episodes: 3, reflect: false, stateMode: 'new_state', contextMode: 'history_only', pastEpisodes: 'outcome', historyWindow: 0, rules: 'none' }, { seed: 5, groupId: 'g', opponent: 'aggressive' });
+    const last = engine.prompts[engine.prompts.length - 1]!;
+    expect(last).toContain(`| ep 1 ${records[0]} | ep 2 ${records[1]} | now moves none | i`);
+    expect(t.samples.map((s) => s.keys.episode)).toEqual(t.samples.map((s) => String((s.meta as unknown as TrialStepMeta).episode)));
+  });
+
   it('same_state replays the deal; new_state draws fresh deals with the same opponent', async () => {
     const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
     const cards = async (stateMode: 'same_state' | 'new_state') => {
@@ -98,7 +123,7 @@ describe('MAGE trials', () => {
     expect(metas[0]!.valid).toBe(false); // unparseable action
     expect(metas[1]!.valid).toBe(false); // missing </remark>
     expect(t.info.invalidTurns).toBe(1);
-    const credited = creditAndAdvantages([t], { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    const credited = creditAndAdvantages([t], { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
     // The invalid play step is charged the penalty in its score, so its advantage is below the valid step's.
     expect(credited[0]!.advantage as number).toBeLessThan(credited[2]!.advantage as number);
   });
@@ -107,7 +132,7 @@ describe('MAGE trials', () => {
     const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
     const run = (opp: string) => runTrial(new KuhnEnv({ opponent: opp, seat: 1 }), scripted(tok, Array.from({ length: 10 }, () => '<action> BET </action>')), { episodes: 1, reflect: false, rules: 'none' }, { seed: 5, groupId: 'g', opponent: opp });
     const trajs = [await run('aggressive'), await run('aggressive'), await run('conservative'), await run('conservative')];
-    const samples = creditAndAdvantages(trajs, { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    const samples = creditAndAdvantages(trajs, { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
     // Identical play within an opponent → every advantage is 0 even though the two opponents pay differently.
     expect(trajs[0]!.reward).not.toBe(trajs[2]!.reward);
     for (const s of samples) expect(s.advantage).toBeCloseTo(0, 9);
@@ -127,5 +152,24 @@ describe('outcome-token histories', () => {
     const ids = tok.encode(engine.prompts[1]!);
     expect(ids).toContain(tok.tokenId(`${best}_won`));
     expect(ids).not.toContain(tok.unkId);
+  });
+});
+
+describe('meta-RL iteration', () => {
+  it('minibatches: one PPO step per minibatch, every trial trained once, weights published', async () => {
+    const { buildMetaSetup } = await import('../src/train/meta-setup.ts');
+    const { metaRlIteration, parseMetaRlConfig } = await import('../src/train/meta-rl.ts');
+    const { Rng } = await import('../src/core/rng.ts');
+    const { KUHN_RECIPE } = await import('../src/train/recipes.ts');
+    const setup = buildMetaSetup({ env: 'kuhn', envOptions: KUHN_RECIPE.envOptions, opponents: ['aggressive'], model: { contextLength: 64, nLayer: 1, nHead: 2, nEmbd: 16 }, optimizer: { lr: 1e-3 }, seed: 0, outcomeTokens: true });
+    const cfg = parseMetaRlConfig({ iterations: 1, groups: 2, groupSize: 4, minibatches: 3, opponents: [{ name: 'aggressive' }], trial: { ...KUHN_RECIPE.trial, episodes: 2 }, ...KUHN_RECIPE.training });
+    const steps: number[] = [];
+    const orig = setup.trainer.trainStep.bind(setup.trainer);
+    setup.trainer.trainStep = (samples, loss, o) => { steps.push(samples.length); return orig(samples, loss, o); };
+    const m = await metaRlIteration(cfg, { engine: setup.engine, trainer: setup.trainer, makeEnv: setup.makeEnv }, 0, new Rng(1));
+    expect(steps.length).toBe(3);
+    expect(steps.reduce((a, b) => a + b, 0)).toBe(m.samples);
+    expect(setup.engine.version()).toBe(setup.trainer.version());
+    expect(setup.trainer.version()).toBe(3);
   });
 });

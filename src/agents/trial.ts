@@ -17,8 +17,12 @@ import { slotConstraint, taggedTextConstraint, tokenIds } from './constraints.ts
 export const TrialConfigSchema = z.object({
   /** Episodes per trial (K). */
   episodes: z.number().int().min(1).default(3),
-  /** What of past episodes stays in context. */
-  contextMode: z.enum(['reflection_only', 'history_only', 'history_and_reflection']).default('history_and_reflection'),
+  /**
+   * What of past episodes stays in context. 'none': nothing — every episode is prompted exactly like
+   * the first episode of a 1-episode trial (how a policy trained with 1-episode GRPO is evaluated
+   * over K episodes without showing it contexts it never saw).
+   */
+  contextMode: z.enum(['reflection_only', 'history_only', 'history_and_reflection', 'none']).default('history_and_reflection'),
   /** Write a reflection between episodes (reflection steps are trained samples). */
   reflect: z.boolean().default(true),
   /** `same_state`: every episode replays the initial state (MAGE). `new_state`: each episode draws a fresh state, same opponent. */
@@ -48,8 +52,9 @@ export const TrialConfigSchema = z.object({
   /**
    * How a past episode is shown: 'moves' (its last moves, per historyWindow/obsWindow) or 'summary'
    * (the env's final observation, e.g. the whole RPS round history and score — compact for small models),
-   * or 'outcome' (one fused token per episode: its last action and result, e.g. `B_won`; see
-   * `outcomeToken` — lets a tiny model read "repeat winners, avoid losers" linearly).
+   * or 'outcome' (one fused token per episode: the env's `episodeToken()` if it has one, e.g. the
+   * Kuhn hand record `h1_PBB_Q`, else its last action and result, e.g. `B_won`; see `outcomeToken` —
+   * lets a tiny model read each past episode as one embedding).
    */
   pastEpisodes: z.enum(['moves', 'summary', 'outcome']).default('moves'),
 });
@@ -115,7 +120,7 @@ function actionSpace(env: TextEnv): string[] {
 }
 
 function renderMoves(moves: Move[], window: number, obsWindow: number): string {
-  const shown = moves.slice(-window);
+  const shown = window === 0 ? [] : moves.slice(-window); // slice(-0) would keep them all
   if (shown.length === 0) return 'moves none';
   return 'moves ' + shown.map((m, i) => (i >= shown.length - obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
 }
@@ -151,7 +156,8 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     let done = false;
     const playIdx: number[] = [];
     for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
-      const prompt = [cfg.rules === 'full' ? env.rules() : '', `| trial ${k + 1} of ${cfg.episodes}`, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs} ->`].filter(Boolean).join(' ');
+      const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${k + 1} of ${cfg.episodes}`;
+      const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs} ->`].filter(Boolean).join(' ');
       const slots = actionSlots(env, tok);
       const constraint = cfg.constrained ? slotConstraint(tok, slots) : undefined;
       const { seq, completion } = await call(prompt, constraint, cfg.constrained ? slots.length : 16, closeAction);
@@ -160,7 +166,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       const anchor = cfg.anchor === 'prompt' ? prompt : obs;
       const meta: TrialStepMeta = { kind: 'play', episode: k, turn, stepReward: r.reward, valid: r.valid, anchor, length: completion.ids.length, lastOfEpisode: false };
       playIdx.push(samples.length);
-      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, anchor }, temperature: cfg.temperature, meta: { ...meta } });
+      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, meta: { ...meta } });
       moves.push({ obs, action: actionText(completion.text) });
       obs = r.observation;
       done = r.done;
@@ -169,7 +175,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     const won = env.won();
     info.episodeReturns.push(env.episodeReturn());
     info.episodeWon.push(won);
-    const ep: PastEpisode = { moves, won, summary: env.observe() };
+    const ep: PastEpisode = { moves, won, summary: env.observe(), token: env.episodeToken?.() };
     past.push(ep);
     const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
     if (!last && cfg.reflect) {
@@ -182,7 +188,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       info.reflections.push(remark ?? '');
       const anchor = cfg.anchor === 'prompt' ? prompt : 'reflection';
       const meta: TrialStepMeta = { kind: 'reflection', episode: k, turn: -1, stepReward: 0, valid: remark !== null, anchor, length: completion.ids.length, lastOfEpisode: false };
-      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, anchor }, temperature: cfg.temperature, meta: { ...meta } });
+      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, meta: { ...meta } });
     }
     if (last) break;
   }
@@ -190,14 +196,15 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, info: { ...info } };
 }
 
-interface PastEpisode { moves: Move[]; won: boolean; summary: string; remark?: string }
+interface PastEpisode { moves: Move[]; won: boolean; summary: string; token?: string; remark?: string }
 
 function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
+  if (cfg.contextMode === 'none') return '';
   return past
     .map((e, j) => {
       const parts = [`| ep ${j + 1}`];
       if (cfg.contextMode !== 'reflection_only') {
-        if (cfg.pastEpisodes === 'outcome') parts.push(outcomeToken(e.moves[e.moves.length - 1]?.action ?? 'none', e.won));
+        if (cfg.pastEpisodes === 'outcome') parts.push(e.token ?? outcomeToken(e.moves[e.moves.length - 1]?.action ?? 'none', e.won));
         else parts.push(cfg.pastEpisodes === 'summary' ? `final ${e.summary}` : renderMoves(e.moves, cfg.historyWindow, cfg.obsWindow), `result ${e.won ? 'won' : 'lost'}`);
       }
       if (cfg.contextMode !== 'history_only' && e.remark !== undefined) parts.push(`remark : ${e.remark || 'none'}`);

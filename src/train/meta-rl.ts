@@ -33,6 +33,12 @@ export const MetaRlConfigSchema = z.object({
   credit: CreditConfigSchema.default({}),
   advantage: StepAdvantageConfigSchema.default({}),
   loss: LossConfigSchema.default({}),
+  /**
+   * Optimizer steps per iteration: the batch is split by trajectory into this many minibatches, each
+   * one PPO step against the behaviour logprobs (verl's ppo_mini_batch_size; the ratio clip keeps the
+   * later steps near the sampling policy). 1 = one on-policy step per batch.
+   */
+  minibatches: z.number().int().min(1).default(1),
   seed: z.number().int().default(0),
 });
 export type MetaRlConfig = z.output<typeof MetaRlConfigSchema>;
@@ -110,7 +116,7 @@ export async function metaRlIteration(cfg: MetaRlConfig, run: MetaRlRunner, iter
   }
   const trajs = await Promise.all(jobs);
   const samples = creditAndAdvantages(trajs, cfg);
-  const m = run.trainer.trainStep(samples, rlLoss(cfg.loss));
+  const m = trainInMinibatches(run.trainer, trajs, cfg);
   run.engine.setWeights(run.trainer.model.params, run.trainer.version());
   const K = cfg.trial.episodes;
   const epRet: number[] = [], win: number[] = [];
@@ -134,6 +140,22 @@ export async function metaRlIteration(cfg: MetaRlConfig, run: MetaRlRunner, iter
   };
   run.onIteration?.(metrics);
   return metrics;
+}
+
+/** One PPO step per minibatch of whole trajectories (advantages were computed on the full batch). */
+function trainInMinibatches(trainer: BuiltinTrainer, trajs: Trajectory[], cfg: MetaRlConfig): { loss: number; gradNorm: number; tokens: number } {
+  const loss = rlLoss(cfg.loss);
+  const n = Math.min(cfg.minibatches, trajs.length);
+  let lossSum = 0, normSum = 0, tokens = 0;
+  for (let b = 0; b < n; b++) {
+    // Strided split: every minibatch holds trajectories from every group.
+    const part = trajs.filter((_, i) => i % n === b).flatMap((t) => t.samples);
+    const m = trainer.trainStep(part, loss);
+    lossSum += m.loss;
+    normSum += m.gradNorm;
+    tokens += m.tokens;
+  }
+  return { loss: lossSum / n, gradNorm: normSum / n, tokens };
 }
 
 /** Train for cfg.iterations iterations. */

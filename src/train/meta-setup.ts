@@ -23,7 +23,7 @@ export interface MetaSetupOptions {
   seed: number;
   maxBatch?: number;
   backend?: Backend;
-  /** Add fused outcome tokens (`B_won`) for trials with pastEpisodes 'outcome'. */
+  /** Add the one-token episode records (the env's own, e.g. Kuhn `h1_PBB_Q`, else `B_won`) for trials with pastEpisodes 'outcome'. */
   outcomeTokens?: boolean;
 }
 
@@ -51,7 +51,7 @@ export function buildMetaSetup(o: MetaSetupOptions): MetaSetup {
   for (const opp of o.opponents) {
     const env = factory(opp);
     for (const w of env.vocabulary()) words.add(w);
-    if (o.outcomeTokens) for (const w of outcomeVocabulary(actionsOf(env))) words.add(w);
+    if (o.outcomeTokens) for (const w of env.episodeTokenVocabulary?.() ?? outcomeVocabulary(actionsOf(env))) words.add(w);
   }
   for (const w of ['good', 'bad', 'try', 'avoid']) words.add(w);
   const tokenizer = WordTokenizer.fromVocabulary([...words]);
