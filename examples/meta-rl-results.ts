@@ -15,7 +15,7 @@ import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue, winnability } from '../src/envs/kuhn-oracles.ts';
 import { Rng } from '../src/core/rng.ts';
 import { lineChartSvg } from '../src/eval/plot.ts';
-import { BANDIT_RECIPE, META_RL_TRAINING } from '../src/train/recipes.ts';
+import { BANDIT_RECIPE, KUHN_RECIPE, META_RL_TRAINING } from '../src/train/recipes.ts';
 
 const program = new Command()
   .option('--task <task>', 'bandit | kuhn | kuhn-same', 'bandit')
@@ -38,6 +38,8 @@ interface TaskSpec {
   iterations: number;
   evalTrials: number;
   lr: number;
+  /** Credit, advantage and loss settings (default META_RL_TRAINING). */
+  training?: Pick<MetaRlConfigInput, 'credit' | 'advantage' | 'loss'>;
   describe: string;
   oracles: () => Record<string, unknown>;
 }
@@ -53,17 +55,17 @@ const TASKS: Record<string, TaskSpec> = {
     },
   },
   kuhn: {
-    env: 'kuhn', envOptions: { seat: 'random' },
+    env: 'kuhn', envOptions: KUHN_RECIPE.envOptions,
     train: [{ name: 'conservative', weight: 5 }, { name: 'aggressive', weight: 5 }, { name: 'intermediate', weight: 6 }],
     evalOpponents: ['conservative', 'aggressive', 'intermediate', 'cfr-mixed', 'cfr-argmax', 'random'],
-    trial: { episodes: 6, contextMode: 'history_only', reflect: false, stateMode: 'new_state', maxTurns: 2, rules: 'none', historyWindow: 2, obsWindow: 1 },
-    model: { contextLength: 256, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 80, evalTrials: 1000, lr: 2e-3,
-    describe: 'Kuhn poker, new_state (a fresh deal and seat every episode, same opponent), K = 6 episodes, history of past hands in context',
+    trial: KUHN_RECIPE.trial, model: KUHN_RECIPE.model, iterations: KUHN_RECIPE.iterations, evalTrials: 1000, lr: KUHN_RECIPE.lr,
+    training: KUHN_RECIPE.training,
+    describe: 'Kuhn poker, new_state (a fresh deal and seat every hand, same opponent), K = 6 hands; the decision and each past hand shown as one token; cells in chips',
     oracles: () => {
       const mix = [{ name: 'conservative', weight: 5 }, { name: 'aggressive', weight: 5 }, { name: 'intermediate', weight: 6 }];
       const opp = ['conservative', 'aggressive', 'intermediate', 'cfr-mixed', 'cfr-argmax', 'random'];
       return {
-        rewardScale: 5,
+        rewardScale: KUHN_RECIPE.envOptions.rewardScale,
         nonAdaptiveCeilingChipsMixedSeat: nonAdaptiveCeiling(mix, 'mixed'),
         bestResponseChipsMixedSeat: Object.fromEntries(opp.map((n) => [n, bestResponseValue(n, 'mixed')])),
         winnabilityMixedSeat: Object.fromEntries(opp.map((n) => [n, winnability(n, 'mixed')])),
@@ -97,11 +99,15 @@ async function trainAndEval(seed: number, mode: 'meta' | 'grpo'): Promise<{ trai
   const cfg = parseMetaRlConfig({
     iterations, seed, groups: mode === 'meta' ? 16 : 16 * K, groupSize: 8, opponents: spec.train,
     trial: mode === 'meta' ? spec.trial : { ...spec.trial, episodes: 1, reflect: false },
-    ...META_RL_TRAINING,
+    ...(spec.training ?? META_RL_TRAINING),
   });
   const setup = buildMetaSetup({ env: spec.env, envOptions: spec.envOptions, opponents: [...new Set([...spec.train.map((t) => t.name), ...spec.evalOpponents])], model: spec.model, optimizer: { lr: spec.lr, weightDecay: 0 }, seed, outcomeTokens: spec.trial?.pastEpisodes === 'outcome' });
   const evalOpts = { opponents: spec.evalOpponents, trials: evalTrials, seed: 1000 + seed, makeEnv: setup.makeEnv, trial: spec.trial! };
   const untrained = await evaluatePolicy('untrained', setup.engine, evalOpts);
+  // The GRPO policy is evaluated on the same K-episode trials (same seeds, so the same deals) but
+  // prompted as it was trained — every episode as a fresh 1-episode trial — never with a context
+  // it has not seen.
+  const trainedEvalOpts = mode === 'meta' ? evalOpts : { ...evalOpts, trial: { ...spec.trial!, contextMode: 'none' as const } };
   const rng = new Rng(seed * 7919 + (mode === 'meta' ? 1 : 2));
   const t0 = performance.now();
   for (let i = 0; i < iterations; i++) {
@@ -109,7 +115,7 @@ async function trainAndEval(seed: number, mode: 'meta' | 'grpo'): Promise<{ trai
     if (i % 10 === 0 || i === iterations - 1) console.log(`  [${mode} seed ${seed}] it ${i} final-episode reward ${m.finalReturn.toFixed(3)} episodes ${m.episodeReturn.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(1)} s)`);
   }
   const seconds = (performance.now() - t0) / 1000;
-  const trained = await evaluatePolicy(mode === 'meta' ? 'meta-rl' : 'grpo-1ep', setup.engine, evalOpts);
+  const trained = await evaluatePolicy(mode === 'meta' ? 'meta-rl' : 'grpo-1ep', setup.engine, trainedEvalOpts);
   return { trained, untrained, seconds };
 }
 
@@ -170,6 +176,37 @@ async function main(): Promise<void> {
       success.push(`| ${opp} | ${k} | ${cells.join(' | ')} |`);
     }
   }
+  // Against the training mixture (opponents weighted as in training): the number the Kuhn bar is about.
+  const mixture: string[] = [];
+  const trainNames = spec.train.map((t) => t.name);
+  if (trainNames.every((n) => spec.evalOpponents.includes(n)) && trainNames.length > 1) {
+    const W = spec.train.reduce((a, t) => a + t.weight, 0);
+    const mixCell = (reps: EvalReport[], k: number): Cell => {
+      const per = reps.map((r) => {
+        let m = 0, v = 0;
+        for (const t of spec.train) {
+          const e = r.opponents.find((x) => x.opponent === t.name)!.episodes[k]!;
+          m += (t.weight / W) * e.meanReturn;
+          v += (t.weight / W) ** 2 * e.seReturn ** 2;
+        }
+        return { m, se: Math.sqrt(v) };
+      });
+      return across(per.map((x) => x.m), per.map((x) => x.se));
+    };
+    mixture.push(`| episode | ${Object.keys(runs).join(' | ')} |`, `|---|${Object.keys(runs).map(() => '---').join('|')}|`);
+    const mix: Record<string, Cell[]> = {};
+    for (let k = 0; k < K; k++) {
+      const cells = Object.entries(runs).map(([p, reps]) => {
+        const c = mixCell(reps, k);
+        (mix[p] ??= []).push(c);
+        return `${c.mean.toFixed(3)} (sd ${Number.isFinite(c.sd) ? c.sd.toFixed(3) : '–'}, se ${c.se.toFixed(3)})`;
+      });
+      mixture.push(`| ${k} | ${cells.join(' | ')} |`);
+    }
+    const a = mix['meta-rl']![K - 1]!, b = mix['grpo-1ep']![K - 1]!;
+    mixture.push('', `Final episode, meta-RL − GRPO: ${(a.mean - b.mean).toFixed(3)} (evaluation se ≤ ${Math.hypot(a.se, b.se).toFixed(3)}, unpaired bound; per seed: ${seeds.map((_, i) => (mixCell([runs['meta-rl']![i]!], K - 1).mean - mixCell([runs['grpo-1ep']![i]!], K - 1).mean).toFixed(3)).join(', ')}).`);
+    table['training-mixture'] = mix;
+  }
   const oracles = spec.oracles();
   mkdirSync(o.out, { recursive: true });
   const stem = `${o.out}/meta-rl-${o.task}${o.quick ? '-quick' : ''}`;
@@ -184,6 +221,7 @@ async function main(): Promise<void> {
     '',
     ...lines,
     '',
+    ...(mixture.length ? [`Against the training mixture (${spec.train.map((t) => `${t.name} ×${t.weight}`).join(', ')}), by episode:`, '', ...mixture, ''] : []),
     'Success rate by episode (won in any episode ≤ k), mean across seeds:',
     '',
     ...success,
