@@ -63,6 +63,7 @@ export interface TrialReturns {
   /** Reward r_t each play step enters the return recursion with (0 for reflections). */
   stepRewards: number[];
   episodeReturns: number[];
+  /** The per-episode reward used: r̃_k (differential, default) or R_k ('raw'). */
   differential: number[];
 }
 
@@ -70,7 +71,8 @@ export interface TrialReturns {
  * Discounted returns of one trial.
  *
  * Semantics (exact):
- * 1. R_k = episodeReturns[k] (default Σ of play-step rewards of episode k); r̃ = differentialRewards(R).
+ * 1. R_k = episodeReturns[k] (default Σ of play-step rewards of episode k); r̃ = differentialRewards(R),
+ *    or r̃ = R with episodeReward 'raw'.
  * 2. Each play step's reward r_t is r̃_k if it is the LAST play step of its episode k, else 0
  *    (minus its penalty when penaltyInReturns). Environment rewards of intermediate turns thus
  *    reach the return only through R_k.
