@@ -18,7 +18,7 @@ import { lineChartSvg } from '../src/eval/plot.ts';
 import { BANDIT_RECIPE, KUHN_RECIPE, META_RL_TRAINING } from '../src/train/recipes.ts';
 
 const program = new Command()
-  .option('--task <task>', 'bandit | kuhn | kuhn-same', 'bandit')
+  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt', 'bandit')
   .option('--seeds <list>', 'comma-separated seeds', '0,1,2')
   .option('--iterations <n>', 'training iterations per run')
   .option('--eval-trials <n>', 'evaluation trials per opponent')
@@ -71,6 +71,17 @@ const TASKS: Record<string, TaskSpec> = {
         winnabilityMixedSeat: Object.fromEntries(opp.map((n) => [n, winnability(n, 'mixed')])),
       };
     },
+  },
+  // Tic-tac-toe, MAGE's protocol: the same seat and opening every episode, the trial stops once won.
+  ttt: {
+    env: 'tictactoe', envOptions: { seat: 'random' },
+    train: [...['center-first', 'corners-first', 'edges-first', 'main-diagonal', 'anti-diagonal', 'bottom-right-first'].map((name) => ({ name, weight: 1 })), { name: 'random', weight: 1 }, { name: 'mcts-100', weight: 3 }],
+    evalOpponents: ['center-first', 'random', 'mcts-100', 'minimax'],
+    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: true, maxTurns: 5, rules: 'none', historyWindow: 5, obsWindow: 0 },
+    model: { contextLength: 192, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 300, lr: 1e-3,
+    training: { ...META_RL_TRAINING, advantage: { mode: 'mean_std_norm' }, loss: { kind: 'ppo', entropyCoef: 0.05 } },
+    describe: "tic-tac-toe, MAGE's protocol: same seat and opening every episode, trial stops once won, K = 3; win +10, loss −10, draw 0; minimax unseen in training",
+    oracles: () => ({ note: 'minimax never loses: the best any policy can do against it is a draw (reward 0)' }),
   },
   // MAGE's own protocol: the same deal and seat every episode, stop once a hand is won; reported as
   // success rate by episode (won in any episode ≤ k) next to the winnability oracle.
@@ -176,6 +187,25 @@ async function main(): Promise<void> {
       success.push(`| ${opp} | ${k} | ${cells.join(' | ')} |`);
     }
   }
+  // Per opponent, seat and episode index (games with seats).
+  const seatLines: string[] = [];
+  const seatsOf = (opp: string) => Object.keys(runs['meta-rl']![0]!.opponents.find((x) => x.opponent === opp)!.bySeat ?? {});
+  if (spec.evalOpponents.some((opp) => seatsOf(opp).length > 0)) {
+    seatLines.push(`| opponent | seat | episode | ${Object.keys(runs).join(' | ')} |`, `|---|---|---|${Object.keys(runs).map(() => '---').join('|')}|`);
+    for (const opp of spec.evalOpponents) {
+      for (const seat of seatsOf(opp)) {
+        for (let k = 0; k < K; k++) {
+          const cells = Object.values(runs).map((reps) => {
+            const eps = reps.map((r) => r.opponents.find((x) => x.opponent === opp)!.bySeat![seat]![k]!).filter((e) => e.n > 1);
+            if (eps.length === 0) return '–';
+            const c = across(eps.map((e) => e.meanReturn), eps.map((e) => e.seReturn));
+            return `${c.mean.toFixed(3)} (se ${c.se.toFixed(3)})`;
+          });
+          seatLines.push(`| ${opp} | ${seat} | ${k} | ${cells.join(' | ')} |`);
+        }
+      }
+    }
+  }
   // Against the training mixture (opponents weighted as in training): the number the Kuhn bar is about.
   const mixture: string[] = [];
   const trainNames = spec.train.map((t) => t.name);
@@ -222,6 +252,7 @@ async function main(): Promise<void> {
     ...lines,
     '',
     ...(mixture.length ? [`Against the training mixture (${spec.train.map((t) => `${t.name} ×${t.weight}`).join(', ')}), by episode:`, '', ...mixture, ''] : []),
+    ...(seatLines.length ? ['By the seat the agent played that episode from (mean across seeds):', '', ...seatLines, ''] : []),
     'Success rate by episode (won in any episode ≤ k), mean across seeds:',
     '',
     ...success,

@@ -92,6 +92,8 @@ export interface TrialInfo {
   seed: number;
   episodeReturns: number[];
   episodeWon: boolean[];
+  /** The agent's seat in each episode ('' for envs without seats). */
+  episodeSeats: string[];
   invalidTurns: number;
   reflections: string[];
   /** LLM calls whose prompt was cut on the left to fit the engine's context. */
@@ -130,7 +132,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   const cfg = TrialConfigSchema.parse(cfgIn);
   const tok = engine.tokenizer;
   const samples: Sample[] = [];
-  const info: TrialInfo = { opponent: opts.opponent, seed: opts.seed, episodeReturns: [], episodeWon: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
+  const info: TrialInfo = { opponent: opts.opponent, seed: opts.seed, episodeReturns: [], episodeWon: [], episodeSeats: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
   const past: PastEpisode[] = [];
   const closeAction = tok.tokenId('</action>'), closeRemark = tok.tokenId('</remark>');
 
@@ -151,6 +153,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
 
   for (let k = 0; k < cfg.episodes; k++) {
     const obs0 = k === 0 ? env.reset(opts.seed) : cfg.stateMode === 'same_state' ? env.restart() : env.reset(opts.episodeSeeds?.[k - 1] ?? deriveSeed(opts.seed, k));
+    info.episodeSeats.push(seatOf(env));
     const moves: Move[] = [];
     let obs = obs0;
     let done = false;
@@ -194,6 +197,11 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   }
   const finalReturn = info.episodeReturns[info.episodeReturns.length - 1] ?? 0;
   return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, info: { ...info } };
+}
+
+/** The env's current seat as text ('' when it has none). */
+export function seatOf(env: TextEnv): string {
+  return env.seat === undefined ? '' : String(env.seat);
 }
 
 interface PastEpisode { moves: Move[]; won: boolean; summary: string; token?: string; remark?: string }

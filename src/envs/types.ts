@@ -20,6 +20,8 @@ export interface StepResult {
 
 export interface TextEnv {
   readonly name: string;
+  /** The agent's seat in the current episode, for games with seats (Kuhn P0/P1, tic-tac-toe X/O). */
+  readonly seat?: string | number;
   /** Rules text shown to the agent at the top of every prompt. */
   rules(): string;
   /** Draw a new initial state from `seed`; returns the first observation. */

@@ -6,7 +6,7 @@
 import type { TextEnv } from '../envs/types.ts';
 import type { InferenceEngine } from '../engine/types.ts';
 import { Rng } from '../core/rng.ts';
-import { deriveSeed, runTrial, TrialConfigSchema, type TrialInfo } from '../agents/trial.ts';
+import { deriveSeed, runTrial, seatOf, TrialConfigSchema, type TrialInfo } from '../agents/trial.ts';
 import type { z } from 'zod';
 
 export interface EpisodeStats {
@@ -29,6 +29,8 @@ export interface OpponentEval {
   finalReturn: number;
   seFinal: number;
   invalidRate: number;
+  /** The same statistics split by the agent's seat in that episode (games with seats only). */
+  bySeat?: Record<string, EpisodeStats[]>;
 }
 
 export interface EvalReport {
@@ -46,18 +48,29 @@ function meanSe(xs: number[]): [number, number] {
   return [m, Math.sqrt(v / n)];
 }
 
-function summarise(opponent: string, infos: TrialInfo[], K: number, turns: number): OpponentEval {
+/** Per-episode statistics over the trials; `seat` keeps only the episodes played from that seat. */
+function episodeStats(infos: TrialInfo[], K: number, seat?: string): EpisodeStats[] {
   const episodes: EpisodeStats[] = [];
   for (let k = 0; k < K; k++) {
-    const reached = infos.filter((i) => i.episodeReturns.length > k);
+    const reached = infos.filter((i) => i.episodeReturns.length > k && (seat === undefined || i.episodeSeats[k] === seat));
     const [mr, sr] = meanSe(reached.map((i) => i.episodeReturns[k]!));
     const [mw, sw] = meanSe(reached.map((i) => (i.episodeWon[k] ? 1 : 0)));
-    const success = infos.filter((i) => i.episodeWon.slice(0, k + 1).some(Boolean)).length / infos.length;
+    // Trials played from this seat up to episode k (the seat of the last episode they reached).
+    const pool = seat === undefined ? infos : infos.filter((i) => i.episodeSeats[Math.min(k, i.episodeSeats.length - 1)] === seat);
+    const success = pool.filter((i) => i.episodeWon.slice(0, k + 1).some(Boolean)).length / Math.max(1, pool.length);
     episodes.push({ episode: k, n: reached.length, meanReturn: mr, seReturn: sr, winRate: mw, seWin: sw, successRate: success });
   }
+  return episodes;
+}
+
+function summarise(opponent: string, infos: TrialInfo[], K: number, turns: number): OpponentEval {
+  const episodes = episodeStats(infos, K);
   const [fm, fs] = meanSe(infos.map((i) => i.episodeReturns[i.episodeReturns.length - 1]!));
   const invalid = infos.reduce((a, i) => a + i.invalidTurns, 0) / Math.max(1, turns);
-  return { opponent, trials: infos.length, episodes, finalReturn: fm, seFinal: fs, invalidRate: invalid };
+  const out: OpponentEval = { opponent, trials: infos.length, episodes, finalReturn: fm, seFinal: fs, invalidRate: invalid };
+  const seats = [...new Set(infos.flatMap((i) => i.episodeSeats))].filter((s) => s !== '').sort();
+  if (seats.length > 0) out.bySeat = Object.fromEntries(seats.map((s) => [s, episodeStats(infos, K, s)]));
+  return out;
 }
 
 export interface EvalOptions {
@@ -93,11 +106,12 @@ export function evaluateRandom(o: EvalOptions): EvalReport {
       const env = o.makeEnv(opp);
       const seed = evalSeed(o.seed, i);
       const rng = new Rng(seed ^ 0xabcdef);
-      const info: TrialInfo = { opponent: opp, seed, episodeReturns: [], episodeWon: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
+      const info: TrialInfo = { opponent: opp, seed, episodeReturns: [], episodeWon: [], episodeSeats: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
       for (let k = 0; k < trialConfig.episodes; k++) {
         if (k === 0) env.reset(seed);
         else if (trialConfig.stateMode === 'same_state') env.restart();
         else env.reset(deriveSeed(seed, k));
+        info.episodeSeats.push(seatOf(env));
         let done = false;
         for (let t = 0; t < trialConfig.maxTurns && !done; t++) {
           const legal = env.legalActions();
