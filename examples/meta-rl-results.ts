@@ -77,7 +77,7 @@ const TASKS: Record<string, TaskSpec> = {
     env: 'tictactoe', envOptions: { seat: 'random' },
     train: [...['center-first', 'corners-first', 'edges-first', 'main-diagonal', 'anti-diagonal', 'bottom-right-first'].map((name) => ({ name, weight: 1 })), { name: 'random', weight: 1 }, { name: 'mcts-100', weight: 3 }],
     evalOpponents: ['center-first', 'random', 'mcts-100', 'minimax'],
-    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: true, maxTurns: 5, rules: 'none', historyWindow: 5, obsWindow: 0 },
+    trial: { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', stopWhenWon: true, maxTurns: 8, rules: 'none', historyWindow: 5, obsWindow: 0 },
     model: { contextLength: 192, nLayer: 2, nHead: 4, nEmbd: 64 }, iterations: 100, evalTrials: 300, lr: 1e-3,
     training: { ...META_RL_TRAINING, advantage: { mode: 'mean_std_norm' }, loss: { kind: 'ppo', entropyCoef: 0.05 } },
     describe: "tic-tac-toe, MAGE's protocol: same seat and opening every episode, trial stops once won, K = 3; win +10, loss −10, draw 0; minimax unseen in training",

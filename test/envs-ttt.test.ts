@@ -118,19 +118,36 @@ describe('tic-tac-toe env', () => {
     expect(draw.episodeReturn()).toBe(0);
   });
 
-  it('invalid moves: reward 0, board unchanged, turn spent; unfinished after maxTurns is a draw', () => {
+  it('invalid moves: flagged, no mark placed, the opponent plays on; unfinished after maxTurns is a draw', () => {
     const env = new TicTacToeEnv({ seat: 'X', opponent: 'center-first', maxTurns: 3 });
     env.reset(0);
     env.step('(1, 1)'); // O takes the center
-    const before = env.observe();
-    let r = env.step('<action>(2, 2)</action>'); // taken
-    expect(r).toMatchObject({ reward: 0, done: false, valid: false, observation: before });
+    let r = env.step('<action>(2, 2)</action>'); // taken: X forfeits, O plays its next priority cell (1, 3)
+    expect(r).toMatchObject({ reward: 0, done: false, valid: false });
     expect(r.info.reason).toBe('cell is taken');
-    r = env.step('<action>(4, 1)</action>'); // off the board, third turn
+    expect(env.cells.filter((c) => c === 1).length).toBe(1); // still one X
+    expect(env.cells.filter((c) => c === 2).length).toBe(2); // O moved again
+    // Out of turns with the game undecided: a draw. (A fresh game: X (1, 1), O centre, X off the board.)
+    const cut = new TicTacToeEnv({ seat: 'X', opponent: 'center-first', maxTurns: 2 });
+    cut.reset(0);
+    cut.step('(1, 1)');
+    r = cut.step('<action>(4, 1)</action>'); // off the board, second and last turn: O plays (1, 3), then time is up
     expect(r).toMatchObject({ reward: 0, done: true, valid: false });
-    expect(r.info).toMatchObject({ truncated: true, result: 'draw', invalidCount: 2, reason: 'unparseable action' });
-    expect(env.observe()).toMatch(/out of turns \| result draw$/);
-    expect(env.step('(3, 3)').valid).toBe(false);
+    expect(r.info).toMatchObject({ truncated: true, result: 'draw', invalidCount: 1, reason: 'unparseable action' });
+    expect(cut.cells.filter((c) => c === 2).length).toBe(2);
+    expect(cut.observe()).toMatch(/out of turns \| result draw$/);
+    expect(cut.step('(3, 3)').valid).toBe(false);
+  });
+
+  it('stalling with invalid moves loses instead of drawing (the opponent completes its line)', () => {
+    for (const seat of ['X', 'O'] as const) {
+      const env = new TicTacToeEnv({ seat, opponent: 'center-first' });
+      env.reset(1);
+      let r = env.step('garbage');
+      while (!r.done) r = env.step('garbage');
+      expect(r).toMatchObject({ reward: -10, valid: false });
+      expect(env.episodeReturn()).toBe(-10);
+    }
   });
 
   it('restart replays the same seat and opening, and the opponent replays its replies', () => {

@@ -1,9 +1,11 @@
 /**
  * Tic-tac-toe as a text environment. The agent plays X (first) or O against a named opponent and
  * answers `<action>(row, col)</action>` (1-based). Reward on the final turn: +10 win, −10 loss,
- * 0 draw. An invalid move (unparseable, off the board or an occupied cell) gets reward 0, leaves
- * the board unchanged, spends the turn and is flagged `valid: false`. After `maxTurns` (8) agent
- * turns an unfinished game ends as a draw (reward 0, `info.truncated`).
+ * 0 draw. An invalid move (unparseable, off the board or an occupied cell) is flagged
+ * `valid: false` and forfeits the agent's move: no mark is placed and the opponent plays on (so it
+ * can win). The turn passing matters: when the opponent waited instead, a policy learned to stall
+ * with invalid moves until the turn cap declared a draw, rather than lose (docs/results/meta-rl.md).
+ * After `maxTurns` (8) agent turns an unfinished game ends as a draw (reward 0, `info.truncated`).
  *
  * Replay: the seat ('random') is drawn from the reset seed; the opponent's reply to a board is
  * drawn from a stream keyed by (seed, board), so `restart()` replays the same opening and the
@@ -133,6 +135,10 @@ export class TicTacToeEnv implements TextEnv {
     if (cell === null || this.board[cell] !== 0) {
       this.invalidCount++;
       const reason = cell === null ? 'unparseable action' : 'cell is taken';
+      // The move is forfeited, not waited for: the opponent plays.
+      this.opponentMove();
+      if (winner(this.board) === other(this.mark)) return { ...this.finish('loss', -WIN_REWARD, reason), valid: false };
+      if (isFull(this.board)) return { ...this.finish('draw', 0, reason), valid: false };
       return this.afterTurn(0, false, reason);
     }
     this.board = play(this.board, cell, this.mark);
