@@ -49,6 +49,24 @@ describe('tic-tac-toe opponents', () => {
     expect(minimaxValue(board('X__ _O_ __X'), 2)).toBe(0);
   });
 
+  it('minimax is right for either side to move on the same board (boards after a forfeited move)', () => {
+    // X to move and O to move on one board: each wins at once on its own line.
+    const b = board('XX_ OO_ ___');
+    expect(minimaxMoves(b, 1)).toEqual([2]);
+    expect(minimaxMoves(b, 2)).toEqual([5]);
+    expect(minimaxMoves(b, 1)).toEqual([2]); // and the memo does not mix them up afterwards
+    // Stalling against minimax from either seat never wins a game.
+    for (const seat of ['X', 'O'] as const) {
+      for (let seed = 0; seed < 40; seed++) {
+        const env = new TicTacToeEnv({ seat, opponent: 'minimax' });
+        env.reset(seed);
+        const rng = mulberry32(seed);
+        while (!env.done) env.step(rng() < 0.5 ? 'garbage' : env.legalActions()[Math.floor(rng() * env.legalActions().length)]!);
+        expect(env.won()).toBe(false);
+      }
+    }
+  });
+
   it('mcts-100 and minimax never lose to random over 200 games moving first', () => {
     for (const name of ['mcts-100', 'minimax']) {
       let losses = 0;

@@ -68,7 +68,9 @@ export function randomPlayer(): TttOpponent {
 const minimaxMemo = new Map<string, number>();
 
 function negamax(b: Board, m: Mark): number {
-  const key = boardKey(b);
+  // The side to move is part of the key: after a forfeited move (tic-tac-toe env) the same board can
+  // come up with either side to move, so the board alone does not determine it.
+  const key = `${boardKey(b)}|${m}`;
   const hit = minimaxMemo.get(key);
   if (hit !== undefined) return hit;
   let best = -Infinity;
