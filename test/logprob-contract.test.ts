@@ -1,7 +1,8 @@
 /**
  * The token-in-token-out contract: the logprob the sampler reports for each token equals the logprob
  * the trainer computes for the same sequence and weights — batched, with the KV cache, with and
- * without constraint masks and temperature, and across an interrupting weight update.
+ * without constraint masks and temperature, with top-k / top-p truncation (the logprob of the
+ * renormalised kept set, recorded as the token's mask), and across an interrupting weight update.
  */
 import { describe, expect, it } from 'vitest';
 import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
@@ -56,6 +57,34 @@ describe.each(allBackends().map((b) => [b.name, b] as const))('sampler vs traine
     const samples = prompts.map((p, i) => toSample(p, outs[i]!));
     const trainer = new BuiltinTrainer(new Transformer({ ...CFG, positions: rope ? 'rope' : 'learned' }, backend, 3));
     expect(maxDiff(samples, trainer.computeLogprobs(samples))).toBeLessThanOrEqual(1e-4);
+  });
+
+  it.each([
+    { name: 'top-k 4', topK: 4, topP: 1 },
+    { name: 'top-p 0.7', topK: 0, topP: 0.7 },
+  ])('$name: the behaviour logprob is that of the truncated distribution sampled from, and the trainer recomputes it exactly', async ({ topK, topP }) => {
+    const model = new Transformer(CFG, backend, 3);
+    const engine = new BuiltinEngine(model, idTokenizer(CFG.vocabSize), { maxBatch: 4, seed: 11 });
+    const prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10], [11, 12]];
+    const outs = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: 10, temperature: 1.2, topK, topP })));
+    for (const o of outs) {
+      expect(o.masks).toHaveLength(o.ids.length);
+      o.ids.forEach((id, t) => {
+        const m = o.masks![t];
+        if (!m) return; // nothing truncated at this step (possible for top-p only)
+        expect(m[id]).toBe(1);
+        const kept = m.reduce((a, x) => a + x, 0);
+        expect(kept).toBeLessThan(CFG.vocabSize);
+        if (topK > 0) expect(kept).toBe(topK);
+      });
+    }
+    const samples = prompts.map((p, i) => toSample(p, outs[i]!));
+    const trainer = new BuiltinTrainer(new Transformer(CFG, backend, 3));
+    expect(maxDiff(samples, trainer.computeLogprobs(samples))).toBeLessThanOrEqual(1e-4);
+    // The same tokens scored under the full (untruncated) distribution: clearly different, so this
+    // test would catch a sampler that reports the untruncated logprob.
+    const untruncated = prompts.map((p, i) => toSample(p, { ...outs[i]!, masks: undefined }));
+    expect(maxDiff(samples, trainer.computeLogprobs(untruncated))).toBeGreaterThan(1e-2);
   });
 
   it('an interrupted generation records per-token versions whose logprobs match each version', async () => {

@@ -182,7 +182,7 @@ export class BuiltinEngine implements InferenceEngine {
       r.ids.push(tok.id);
       r.logprobs.push(tok.logprob);
       r.versions.push(this.currentVersion);
-      r.masks.push(mask);
+      r.masks.push(tok.mask); // the set the logprob is normalised over (constraint ∩ top-k/top-p)
       this.stats.tokensSampled++;
     }
     // Retire finished rows, keeping active slots contiguous.

@@ -1,16 +1,20 @@
 /**
  * Sampling one token from a row of logits. Pure apart from the RNG passed in.
  *
- * The reported logprob is log p(token) under the tempered, masked distribution — the same quantity
- * Transformer.forward computes for training — so behaviour and trainer logprobs agree exactly.
- * top-k / top-p only restrict which tokens may be drawn (they are sampling heuristics, as in vLLM's
- * default logprobs mode); the logprob is still that of the full tempered, masked distribution.
+ * The reported logprob is log p(token) under the distribution the token was actually drawn from:
+ * logits / temperature, restricted to the constraint mask and, when top-k or top-p is on, to the kept
+ * set, renormalised over what remains. The sampler returns that set as a 0/1 mask; the engine records
+ * it with the token, and the trainer (Transformer.forward with per-token masks) recomputes exactly the
+ * same quantity, so behaviour and trainer logprobs agree and importance ratios stay exact under
+ * truncated sampling.
  */
 import type { Rng } from '../core/rng.ts';
 
 export interface TokenSamplingOptions {
   temperature: number;
+  /** Keep only the k most likely allowed tokens; 0 = off. */
   topK: number;
+  /** Keep the smallest most-likely prefix of allowed tokens whose mass reaches topP; 1 = off. */
   topP: number;
   /** 1 = allowed; null = all allowed. */
   mask: Uint8Array | null;
@@ -18,23 +22,33 @@ export interface TokenSamplingOptions {
 
 export interface SampledToken {
   id: number;
+  /** log p(id) under the tempered distribution restricted to `mask` and renormalised. */
   logprob: number;
+  /**
+   * The tokens the logprob is normalised over: the constraint mask passed in (possibly null) when
+   * top-k / top-p removed nothing, else a new 0/1 mask of the kept set (a subset of the constraint
+   * mask). Store it with the token to recompute the logprob.
+   */
+  mask: Uint8Array | null;
 }
 
 /**
- * Sample from logits[0..V). `scratch` must have length ≥ V (holds probabilities). Throws if the
- * mask allows no token (a constraint bug, not model output).
+ * Sample from logits[0..V). `scratch` must have length ≥ V (holds probabilities). Throws if any logit
+ * is NaN or ±Infinity (corrupt weights or a kernel bug, never a valid distribution) or if the mask
+ * allows no token (a constraint bug, not model output).
  */
 export function sampleToken(logits: Float32Array, V: number, o: TokenSamplingOptions, rng: Rng, scratch: Float64Array): SampledToken {
   const invT = 1 / o.temperature;
   const mask = o.mask;
   let max = -Infinity;
   for (let v = 0; v < V; v++) {
+    const l = logits[v]!;
+    if (!Number.isFinite(l)) throw new Error(`sampleToken: the model produced non-finite logits (NaN/Inf), e.g. ${l} for token ${v}; the weights are probably corrupt (check the last update and the loss for NaN)`);
     if (mask && mask[v] === 0) continue;
-    const z = logits[v]! * invT;
+    const z = l * invT;
     if (z > max) max = z;
   }
-  if (max === -Infinity) throw new Error('sampleToken: the token constraint allows no token');
+  if (max === -Infinity) throw new Error('sampleToken: the token constraint allows no token (its mask is all zeros)');
   let sum = 0;
   for (let v = 0; v < V; v++) {
     if (mask && mask[v] === 0) { scratch[v] = 0; continue; }
@@ -42,9 +56,17 @@ export function sampleToken(logits: Float32Array, V: number, o: TokenSamplingOpt
     scratch[v] = e;
     sum += e;
   }
-  const logSum = Math.log(sum);
-  const id = o.topK > 0 || o.topP < 1 ? drawTruncated(scratch, V, sum, o.topK, o.topP, rng) : drawFull(scratch, V, sum, rng);
-  return { id, logprob: logits[id]! * invT - max - logSum };
+  if (o.topK > 0 || o.topP < 1) {
+    const kept = keptSet(scratch, V, mask, sum, o.topK, o.topP);
+    if (kept) {
+      let keptSum = 0;
+      for (const v of kept.order) keptSum += scratch[v]!;
+      const id = drawAmong(scratch, kept.order, keptSum, rng);
+      return { id, logprob: logits[id]! * invT - max - Math.log(keptSum), mask: kept.mask };
+    }
+  }
+  const id = drawFull(scratch, V, sum, rng);
+  return { id, logprob: logits[id]! * invT - max - Math.log(sum), mask };
 }
 
 function drawFull(p: Float64Array, V: number, sum: number, rng: Rng): number {
@@ -59,10 +81,13 @@ function drawFull(p: Float64Array, V: number, sum: number, rng: Rng): number {
   return last; // rounding: fall back to the last allowed token
 }
 
-/** Draw among the top-k tokens and/or the smallest set whose mass reaches topP. */
-function drawTruncated(p: Float64Array, V: number, sum: number, topK: number, topP: number, rng: Rng): number {
+/**
+ * The top-k tokens and/or the smallest most-likely prefix whose mass reaches topP, among the tokens
+ * the constraint allows; null when that is every allowed token (nothing truncated).
+ */
+function keptSet(p: Float64Array, V: number, mask: Uint8Array | null, sum: number, topK: number, topP: number): { order: number[]; mask: Uint8Array } | null {
   const order: number[] = [];
-  for (let v = 0; v < V; v++) if (p[v]! > 0) order.push(v);
+  for (let v = 0; v < V; v++) if (!mask || mask[v] !== 0) order.push(v);
   order.sort((a, b) => p[b]! - p[a]! || a - b);
   let keep = topK > 0 ? Math.min(topK, order.length) : order.length;
   if (topP < 1) {
@@ -72,12 +97,22 @@ function drawTruncated(p: Float64Array, V: number, sum: number, topK: number, to
       if (acc >= topP) { keep = i + 1; break; }
     }
   }
-  let kept = 0;
-  for (let i = 0; i < keep; i++) kept += p[order[i]!]!;
-  let u = rng.next() * kept;
-  for (let i = 0; i < keep; i++) {
-    u -= p[order[i]!]!;
-    if (u < 0) return order[i]!;
+  if (keep === order.length) return null;
+  order.length = keep;
+  const kept = new Uint8Array(V);
+  for (const v of order) kept[v] = 1;
+  return { order, mask: kept };
+}
+
+/** Draw among `order` (ids) with weights p[id] summing to `sum`. */
+function drawAmong(p: Float64Array, order: readonly number[], sum: number, rng: Rng): number {
+  let u = rng.next() * sum;
+  let last = order[0]!;
+  for (const v of order) {
+    if (p[v]! === 0) continue;
+    last = v;
+    u -= p[v]!;
+    if (u < 0) return v;
   }
-  return order[keep - 1]!;
+  return last; // rounding: fall back to the last kept token with non-zero probability
 }
