@@ -61,7 +61,10 @@ export class BuiltinEngine implements InferenceEngine {
   readonly stats: EngineStats = { decodeSteps: 0, rowsDecoded: 0, prefills: 0, prefillTokens: 0, tokensSampled: 0, interruptions: 0, weightUpdates: 0 };
 
   constructor(readonly model: Transformer, readonly tokenizer: Tokenizer, opts: BuiltinEngineOptions = {}) {
-    this.maxBatch = opts.maxBatch ?? 64;
+    const maxBatch = opts.maxBatch ?? 64;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new Error(`BuiltinEngine: maxBatch must be an integer ≥ 1 (got ${maxBatch})`);
+    if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw new Error(`BuiltinEngine: seed must be an integer (got ${opts.seed})`);
+    this.maxBatch = maxBatch;
     this.cache = model.newKVCache(this.maxBatch);
     this.rng = new Rng(opts.seed ?? 1234);
     this.probs = new Float64Array(model.config.vocabSize);
@@ -111,8 +114,8 @@ export class BuiltinEngine implements InferenceEngine {
     if (prompt.length === 0) return Promise.reject(new Error('generate: empty prompt'));
     if (prompt.length >= ctx) return Promise.reject(new Error(`generate: prompt has ${prompt.length} tokens; the model's contextLength is ${ctx} (leave room for at least one new token)`));
     for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= V) return Promise.reject(new Error(`generate: prompt token id ${id} is outside the vocabulary [0, ${V})`));
-    if (!(temperature > 0)) return Promise.reject(new Error(`generate: temperature must be > 0 (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`));
-    if (!(params.maxTokens >= 1)) return Promise.reject(new Error(`generate: maxTokens must be ≥ 1 (got ${params.maxTokens})`));
+    const invalid = invalidParams(params, temperature);
+    if (invalid) return Promise.reject(new Error(`generate: ${invalid}`));
     return new Promise((resolve, reject) => {
       this.queue.push({
         prompt: [...prompt], params, temperature,
@@ -227,4 +230,14 @@ export class BuiltinEngine implements InferenceEngine {
     if (r.prompt.length + r.ids.length >= ctxLen) return 'length';
     return null;
   }
+}
+
+/** Why `params` is invalid (for the error message), or null. */
+function invalidParams(p: SamplingParams, temperature: number): string | null {
+  if (!(Number.isFinite(temperature) && temperature > 0)) return `temperature must be a finite number > 0 (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`;
+  if (!(Number.isInteger(p.maxTokens) && p.maxTokens >= 1)) return `maxTokens must be an integer ≥ 1 (got ${p.maxTokens})`;
+  if (p.topK !== undefined && !(Number.isInteger(p.topK) && p.topK >= 0)) return `topK must be an integer ≥ 0, 0 = off (got ${p.topK})`;
+  if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
+  if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
+  return null;
 }
