@@ -8,6 +8,9 @@
  *
  * Weight updates are interruptible: `setWeights` takes effect between two tokens; every active row
  * is re-prefilled with the new weights and continues. Each token records the version that sampled it.
+ *
+ * Failures are per request: an aborted request (`params.signal`), a bad constraint or non-finite
+ * logits reject that request alone and free its row; the rest of the batch continues.
  */
 import type { Tokenizer, InferenceEngine, SamplingParams, SampledCompletion } from './types.ts';
 import type { Transformer, KVCache } from './model.ts';
@@ -26,6 +29,25 @@ interface Request {
   logits: Float32Array;
   resolve: (c: SampledCompletion) => void;
   reject: (e: Error) => void;
+  /** Listener on params.signal, removed when the request settles. */
+  onAbort: (() => void) | null;
+  /** Set when the request must leave the batch at the end of the current iteration. */
+  failure: Error | null;
+}
+
+/** The tokens a request had sampled when it stopped early. */
+export interface PartialCompletion {
+  ids: number[];
+  logprobs: number[];
+  versions: number[];
+}
+
+/** Rejection of `generate` when its `params.signal` aborts; `cause` is the signal's reason. */
+export class GenerationAbortedError extends Error {
+  constructor(readonly partial: PartialCompletion, options?: { cause?: unknown }) {
+    super(`generate: aborted after ${partial.ids.length} generated token(s)`, options);
+    this.name = 'AbortError';
+  }
 }
 
 export interface EngineStats {
@@ -58,6 +80,8 @@ export class BuiltinEngine implements InferenceEngine {
   private currentVersion = 0;
   private pending: { params: Float32Array; version: number } | null = null;
   private scheduled = false;
+  /** True while iterate() runs (user constraints may call back into the engine, e.g. abort). */
+  private iterating = false;
   readonly stats: EngineStats = { decodeSteps: 0, rowsDecoded: 0, prefills: 0, prefillTokens: 0, tokensSampled: 0, interruptions: 0, weightUpdates: 0 };
 
   constructor(readonly model: Transformer, readonly tokenizer: Tokenizer, opts: BuiltinEngineOptions = {}) {
@@ -108,6 +132,10 @@ export class BuiltinEngine implements InferenceEngine {
     if (this.active.length === 0 && this.queue.length === 0) this.applyPendingWeights();
   }
 
+  /**
+   * Queue a request; it joins the running batch. Rejects at once on invalid arguments or an already
+   * aborted `params.signal`; rejects with GenerationAbortedError if the signal aborts later.
+   */
   generate(prompt: readonly number[], params: SamplingParams): Promise<SampledCompletion> {
     const V = this.model.config.vocabSize, ctx = this.model.config.contextLength;
     const temperature = params.temperature ?? 1;
@@ -116,14 +144,63 @@ export class BuiltinEngine implements InferenceEngine {
     for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= V) return Promise.reject(new Error(`generate: prompt token id ${id} is outside the vocabulary [0, ${V})`));
     const invalid = invalidParams(params, temperature);
     if (invalid) return Promise.reject(new Error(`generate: ${invalid}`));
+    const signal = params.signal;
+    if (signal?.aborted) return Promise.reject(new GenerationAbortedError({ ids: [], logprobs: [], versions: [] }, { cause: signal.reason }));
     return new Promise((resolve, reject) => {
-      this.queue.push({
+      const r: Request = {
         prompt: [...prompt], params, temperature,
         rng: params.seed !== undefined ? new Rng(params.seed) : this.rng.fork(),
         ids: [], logprobs: [], versions: [], masks: [], logits: new Float32Array(V), resolve, reject,
-      });
+        onAbort: null, failure: null,
+      };
+      if (signal) {
+        r.onAbort = () => this.abort(r);
+        signal.addEventListener('abort', r.onAbort, { once: true });
+      }
+      this.queue.push(r);
       this.schedule();
     });
+  }
+
+  /** Stop an aborted request now: out of the queue, or out of the batch with its cache slot freed. */
+  private abort(r: Request): void {
+    const err = new GenerationAbortedError({ ids: r.ids, logprobs: r.logprobs, versions: r.versions }, { cause: r.params.signal?.reason });
+    const q = this.queue.indexOf(r);
+    if (q >= 0) {
+      this.queue.splice(q, 1);
+      this.fail(r, err);
+      return;
+    }
+    const slot = this.active.indexOf(r);
+    if (slot < 0) return; // already settled
+    if (this.iterating) {
+      r.failure ??= err; // aborted from inside a constraint callback: leaves at the end of this iteration
+      return;
+    }
+    this.removeActive(slot);
+    this.fail(r, err);
+  }
+
+  /** Take the row in `slot` out of the batch; the last row moves into it so active slots stay contiguous. */
+  private removeActive(slot: number): void {
+    const lastSlot = this.active.length - 1;
+    if (slot !== lastSlot) {
+      this.cache.moveSlot(lastSlot, slot);
+      this.active[slot] = this.active[lastSlot]!;
+    } else {
+      this.cache.lens[slot] = 0;
+    }
+    this.active.pop();
+  }
+
+  private detach(r: Request): void {
+    if (r.onAbort) r.params.signal?.removeEventListener('abort', r.onAbort);
+    r.onAbort = null;
+  }
+
+  private fail(r: Request, err: Error): void {
+    this.detach(r);
+    r.reject(err);
   }
 
   private schedule(): void {
@@ -131,16 +208,20 @@ export class BuiltinEngine implements InferenceEngine {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
+      this.iterating = true;
       try {
         this.iterate();
       } catch (e) {
         // A kernel error is fatal for every request in flight: report it to each caller.
         const err = e instanceof Error ? e : new Error(String(e));
-        for (const r of [...this.active, ...this.queue]) r.reject(err);
+        const all = [...this.active, ...this.queue];
         this.active.length = 0;
         this.queue.length = 0;
         this.cache.lens.fill(0);
+        for (const r of all) this.fail(r, err);
         return;
+      } finally {
+        this.iterating = false;
       }
       if (this.active.length > 0 || this.queue.length > 0) this.schedule();
     });
@@ -175,32 +256,35 @@ export class BuiltinEngine implements InferenceEngine {
       this.stats.prefillTokens += r.prompt.length;
       this.active.push(r);
     }
-    // Sample one token per active row from its current logits.
+    // Sample one token per active row from its current logits. A row whose constraint or logits are
+    // bad fails alone.
     const V = this.model.config.vocabSize, ctxLen = this.model.config.contextLength;
     for (let slot = 0; slot < this.active.length; slot++) {
       const r = this.active[slot]!;
-      const mask = r.params.constraint ? r.params.constraint(r.ids) : null;
-      if (mask && mask.length !== V) throw new Error(`constraint returned a mask of length ${mask.length}, expected vocabSize ${V}`);
-      const tok = sampleToken(r.logits, V, { temperature: r.temperature, topK: r.params.topK ?? 0, topP: r.params.topP ?? 1, mask }, r.rng, this.probs);
-      r.ids.push(tok.id);
-      r.logprobs.push(tok.logprob);
-      r.versions.push(this.currentVersion);
-      r.masks.push(tok.mask); // the set the logprob is normalised over (constraint ∩ top-k/top-p)
-      this.stats.tokensSampled++;
+      try {
+        const mask = constraintMask(r, V);
+        const tok = sampleToken(r.logits, V, { temperature: r.temperature, topK: r.params.topK ?? 0, topP: r.params.topP ?? 1, mask }, r.rng, this.probs);
+        r.ids.push(tok.id);
+        r.logprobs.push(tok.logprob);
+        r.versions.push(this.currentVersion);
+        r.masks.push(tok.mask); // the set the logprob is normalised over (constraint ∩ top-k/top-p)
+        this.stats.tokensSampled++;
+      } catch (e) {
+        r.failure ??= e instanceof Error ? e : new Error(String(e));
+      }
     }
-    // Retire finished rows, keeping active slots contiguous.
+    // Retire finished and failed rows, keeping active slots contiguous.
     for (let slot = this.active.length - 1; slot >= 0; slot--) {
       const r = this.active[slot]!;
+      if (r.failure) {
+        this.removeActive(slot);
+        this.fail(r, r.failure);
+        continue;
+      }
       const reason = this.finishReason(r, ctxLen);
       if (!reason) continue;
-      const lastSlot = this.active.length - 1;
-      if (slot !== lastSlot) {
-        this.cache.moveSlot(lastSlot, slot);
-        this.active[slot] = this.active[lastSlot]!;
-      } else {
-        this.cache.lens[slot] = 0;
-      }
-      this.active.pop();
+      this.removeActive(slot);
+      this.detach(r);
       r.resolve({
         ids: r.ids, logprobs: r.logprobs, versions: r.versions, text: this.tokenizer.decode(r.ids),
         finishReason: reason, masks: r.masks.some((m) => m !== null) ? r.masks : undefined, temperature: r.temperature,
@@ -240,4 +324,22 @@ function invalidParams(p: SamplingParams, temperature: number): string | null {
   if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
   if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
   return null;
+}
+
+/** The request's constraint mask for its next token, checked; throws a message naming the problem. */
+function constraintMask(r: Request, V: number): Uint8Array | null {
+  const constraint = r.params.constraint;
+  if (!constraint) return null;
+  let mask: Uint8Array | null | undefined;
+  try {
+    mask = constraint(r.ids);
+  } catch (e) {
+    throw new Error(`generate: the token constraint threw at generated token ${r.ids.length}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  if (mask == null) return null;
+  if (!(mask instanceof Uint8Array) || mask.length !== V) {
+    const got = mask instanceof Uint8Array ? `a mask of length ${mask.length}` : `a ${Object.prototype.toString.call(mask).slice(8, -1)}`;
+    throw new Error(`generate: the token constraint returned ${got} at generated token ${r.ids.length}; expected a Uint8Array of length vocabSize ${V}`);
+  }
+  return mask;
 }

@@ -26,10 +26,18 @@ export interface Tokenizer {
 export type TokenConstraint = (generated: readonly number[]) => Uint8Array | null;
 
 export interface SamplingParams {
+  /** Integer ≥ 1. */
   maxTokens: number;
-  temperature?: number; // default 1
-  topP?: number; // default 1 (off)
-  topK?: number; // default 0 (off)
+  /** Finite, > 0; default 1. */
+  temperature?: number;
+  /**
+   * Nucleus sampling, in (0, 1]; default 1 (off). With top-k / top-p the behaviour logprob is that of
+   * the truncated, renormalised distribution actually sampled from, and the kept set is returned as
+   * the token's mask in `SampledCompletion.masks`.
+   */
+  topP?: number;
+  /** Keep the k most likely tokens, integer ≥ 0; default 0 (off). */
+  topK?: number;
   /** Stop when the decoded completion ends with one of these strings (the stop text is kept). */
   stop?: string[];
   /** Stop after sampling one of these ids (kept in the completion). EOS always stops. */
@@ -37,11 +45,19 @@ export interface SamplingParams {
   /** Seed for this request's sampling stream (deterministic given weights and batch composition). */
   seed?: number;
   constraint?: TokenConstraint;
+  /**
+   * Abort the request: it leaves the queue or the running batch at once and `generate` rejects with
+   * an error named 'AbortError' carrying the tokens sampled so far.
+   */
+  signal?: AbortSignal;
 }
 
 /** A completion plus the masks it was sampled under (needed to recompute its logprobs exactly). */
 export interface SampledCompletion extends Completion {
-  /** Per generated token: the allowed-token mask used, or null when unconstrained. */
+  /**
+   * Per generated token: the tokens its logprob is normalised over — the constraint mask intersected
+   * with the top-k / top-p kept set — or null when neither restricted it.
+   */
   masks?: (Uint8Array | null)[];
   temperature: number;
 }
