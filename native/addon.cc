@@ -323,8 +323,8 @@ void Adamw(const Napi::CallbackInfo& info) {
   const double t = a.number(11, "t");
   if (!(t >= 1)) a.range_error("step t must be ≥ 1 (bias correction divides by 1 − β^t)");
   adamw(nt, a.f32(1, "param", n), a.f32(2, "grad", n), a.f32(3, "m", n), a.f32(4, "v", n), n,
-        static_cast<float>(a.number(6, "lr")), a.number(7, "beta1"), a.number(8, "beta2"),
-        static_cast<float>(a.number(9, "eps")), static_cast<float>(a.number(10, "wd")), t);
+        a.number(6, "lr"), a.number(7, "beta1"), a.number(8, "beta2"), a.number(9, "eps"),
+        a.number(10, "wd"), t);
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

@@ -44,7 +44,7 @@ void add_bias(int nt, float* out, const float* bias, long rows, long cols);
 void bias_backward(int nt, float* dbias, const float* dout, long rows, long cols);
 double sum_squares(int nt, const float* x, long n);
 void scale(int nt, float* x, float s, long n);
-void adamw(int nt, float* param, const float* grad, float* m, float* v, long n, float lr, double beta1,
-           double beta2, float eps, float wd, double t);
+void adamw(int nt, float* param, const float* grad, float* m, float* v, long n, double lr, double beta1,
+           double beta2, double eps, double wd, double t);
 
 }  // namespace agentrl

@@ -14,28 +14,34 @@ namespace agentrl {
 namespace detail {
 
 struct RowStats {
-  float max;      // m (−∞ when every token is masked)
+  float max;      // m (−∞ when every token is masked, NaN when an allowed logit is NaN)
   float sum;      // S
   float shifted;  // Σ e^(z−m)·(z−m)
 };
 
 // Reads the row only (the backward may write dlogits over it afterwards).
+// A NaN among the allowed logits makes m NaN, so the row's logprob and entropy come out NaN (non-finite
+// weights or activations) instead of looking like a row with every token masked (m = −∞).
 AGENTRL_SIMD_CLONES void row_stats(RowStats* out, const float* x, const uint8_t* mask, long V, float invTemp) {
   const float ninf = -std::numeric_limits<float>::infinity();
   float mx = ninf;
+  int nan = 0;
   if (mask) {
-#pragma omp simd reduction(max : mx)
+#pragma omp simd reduction(max : mx) reduction(| : nan)
     for (long v = 0; v < V; ++v) {
       const float z = mask[v] ? x[v] * invTemp : ninf;
       mx = z > mx ? z : mx;
+      nan |= z != z;
     }
   } else {
-#pragma omp simd reduction(max : mx)
+#pragma omp simd reduction(max : mx) reduction(| : nan)
     for (long v = 0; v < V; ++v) {
       const float z = x[v] * invTemp;
       mx = z > mx ? z : mx;
+      nan |= z != z;
     }
   }
+  if (nan) mx = std::numeric_limits<float>::quiet_NaN();
   float sum = 0.0f, shifted = 0.0f;
   if (mx != ninf) {
     if (mask) {

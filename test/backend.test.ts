@@ -709,3 +709,70 @@ describe('JsBackend argument checks', () => {
     expect(() => js.rope(new Float32Array(9), Int32Array.from([0]), 1, 1, 3, 1, 10000, false)).toThrow(/even/);
   });
 });
+
+// ------------------------------------------------------------------ non-finite logits
+
+describe.each(backends.map((be) => [be.name, be] as const))('non-finite logits on %s', (_name, be) => {
+  it('a row with a NaN or infinite allowed logit gives NaN logprob and entropy, not the "every token masked" −∞ and 0', () => {
+    const W = 5;
+    const logits = Float32Array.from([
+      NaN, NaN, NaN, NaN, NaN, // row 0: all NaN (what NaN weights give)
+      0.1, NaN, 0.3, 0.2, 0.0, // row 1: one NaN
+      0.1, NaN, 0.3, 0.2, 0.0, // row 2: the NaN is masked out: a normal row
+      Infinity, 0, 0, 0, 0, //    row 3: an infinite logit
+      0, 0, 0, 0, 0, //           row 4: every token masked: −∞ and 0 as before
+    ]);
+    const mask = new Uint8Array(5 * W).fill(1);
+    mask[2 * W + 1] = 0;
+    mask.fill(0, 4 * W, 5 * W);
+    const targets = Int32Array.from([0, 2, 2, 1, 0]);
+    const logp = new Float32Array(5), ent = new Float32Array(5);
+    be.logSoftmaxForward(logp, ent, logits, targets, mask, 5, W, 1);
+    for (const row of [0, 1, 3]) {
+      expect(logp[row], `row ${row} logprob`).toBeNaN();
+      expect(ent[row], `row ${row} entropy`).toBeNaN();
+    }
+    expect(Number.isFinite(logp[2]) && Number.isFinite(ent[2])).toBe(true);
+    expect([logp[4], ent[4]]).toEqual([-Infinity, 0]);
+    // Without a mask too (the unmasked kernel loop).
+    be.logSoftmaxForward(logp, ent, logits.subarray(0, 2 * W), targets, null, 2, W, 1);
+    expect([logp[0], ent[0], logp[1], ent[1]].every((x) => Number.isNaN(x))).toBe(true);
+  });
+});
+
+// ------------------------------------------------------------------ AdamW: one update on every path
+
+describe.skipIf(natives.length === 0)('AdamW: native and JS paths give the same update (≤ 1e-7 relative)', () => {
+  const js = new JsBackend();
+  const settings = [
+    { b1: 0.9, b2: 0.999, lr: 1e-3, eps: 1e-8, wd: 0.01 },
+    { b1: 0.9, b2: 0.95, lr: 3e-4, eps: 1e-6, wd: 0.1 },
+    { b1: 0.5, b2: 0.9999, lr: 1e-2, eps: 1e-8, wd: 0 },
+  ];
+  for (const native of natives) {
+    it(`${native.name}: parameters, moments and each step's update over 4 steps`, () => {
+      for (const o of settings) {
+        const next = mulberry32(111);
+        const n = 4099; // not a multiple of the SIMD width or of the per-thread span
+        const p0 = randomF32(n, next), grads = Array.from({ length: 4 }, () => randomF32(n, next, 1e-2));
+        const state = () => ({ p: p0.slice(), m: new Float32Array(n), v: new Float32Array(n) });
+        const a = state(), b = state();
+        for (let t = 1; t <= 4; t++) {
+          const beforeA = a.p.slice(), beforeB = b.p.slice();
+          js.adamw(a.p, grads[t - 1], a.m, a.v, n, o.lr, o.b1, o.b2, o.eps, o.wd, t);
+          native.adamw(b.p, grads[t - 1], b.m, b.v, n, o.lr, o.b1, o.b2, o.eps, o.wd, t);
+          const worst = (x: ArrayLike<number>, y: ArrayLike<number>) => {
+            let w = 0;
+            for (let i = 0; i < n; i++) w = Math.max(w, x[i] === y[i] ? 0 : Math.abs(x[i] - y[i]) / Math.abs(y[i]));
+            return w;
+          };
+          const what = `β₁=${o.b1} β₂=${o.b2} step ${t}`;
+          expect(worst(b.m, a.m), `m, ${what}`).toBeLessThanOrEqual(1e-7);
+          expect(worst(b.v, a.v), `v, ${what}`).toBeLessThanOrEqual(1e-7);
+          const du = Float64Array.from(b.p, (x, i) => x - beforeB[i]), dj = Float64Array.from(a.p, (x, i) => x - beforeA[i]);
+          expect(worst(du, dj), `update, ${what}`).toBeLessThanOrEqual(1e-7);
+        }
+      }
+    });
+  }
+});

@@ -449,13 +449,18 @@ function checkToken(tok: number, n: number, vocab: number): number {
   return tok;
 }
 
-/** max over allowed v of logits[x+v]·invTemp (-∞ when the mask forbids every token). */
+/**
+ * max over allowed v of logits[x+v]·invTemp (-∞ when the mask forbids every token); NaN when an
+ * allowed logit is NaN, so that the row's logprob and entropy come out NaN (non-finite weights or
+ * activations) instead of looking like a row with every token masked.
+ */
 function rowMax(logits: Float32Array, mask: Uint8Array | null, x: number, V: number, invTemp: number): number {
   let max = -Infinity;
   for (let v = 0; v < V; v++) {
     if (mask && mask[x + v] === 0) continue;
     const z = logits[x + v] * invTemp;
     if (z > max) max = z;
+    else if (z !== z) return NaN;
   }
   return max;
 }
