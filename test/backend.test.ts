@@ -776,3 +776,33 @@ describe.skipIf(natives.length === 0)('AdamW: native and JS paths give the same 
     });
   }
 });
+
+// ------------------------------------------------------------------ which compute paths ran
+
+/** CI must test the native kernels: there a missing addon fails instead of skipping them. */
+const REQUIRE_NATIVE = ['AGENTRL_REQUIRE_NATIVE', 'CI'].some((k) => {
+  const v = process.env[k];
+  return v !== undefined && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+});
+
+describe('compute paths', () => {
+  it(`lists every compute path as tested or skipped, with the reason${REQUIRE_NATIVE ? ' (native addon required: CI)' : ''}`, async () => {
+    const mod = await import('../src/engine/native.ts');
+    const info = mod.nativeInfo();
+    const items = ['js ✓'];
+    if (!info) {
+      items.push(`native skipped (${mod.nativeLoadError()})`);
+    } else {
+      const why: Record<string, string> = {
+        openblas: info.openblasError || 'libopenblas not loadable',
+        avx512: 'this CPU lacks AVX-512',
+        avx2: 'this CPU lacks AVX2',
+        scalar: 'not offered by the addon',
+      };
+      for (const p of mod.GEMM_PATHS) items.push(info.paths.includes(p) ? `native/${p} ✓` : `native/${p} skipped (${why[p]})`);
+    }
+    console.log(`compute paths: ${items.join(', ')}`);
+    expect(backends.map((b) => b.name)).toEqual(['js', ...(info?.paths ?? []).map((p) => `native/${p}`)]);
+    if (REQUIRE_NATIVE) expect(info, `the native addon must load in CI: ${mod.nativeLoadError()}`).not.toBeNull();
+  });
+});
