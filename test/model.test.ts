@@ -96,3 +96,23 @@ describe('forward input validation', () => {
     expect(() => fresh.backward(new Float32Array(1), new Float32Array(1))).toThrow(/call forward first/);
   });
 });
+
+describe.each(allBackends().map((b) => [b.name, b] as const))('non-finite weights on %s', (_name, backend) => {
+  const batch = { B: 1, T: 4, tokens: Int32Array.from([1, 2, 3, 4]), targets: Int32Array.from([2, 3, 4, 5]) };
+  it('forward names the parameter holding NaN or Infinity (instead of logprob −∞, "every token masked")', () => {
+    const m = new Transformer(TINY, backend, 1);
+    const fc = m.view(m.params, 'h1.mlp.fc.w'); // [4·8, 8]
+    fc[8 * 3 + 1] = NaN;
+    expect(m.nonFiniteParam()).toEqual({ name: 'h1.mlp.fc.w', index: 25, value: NaN });
+    expect(() => m.forward(batch)).toThrow(/^forward: the model's weights are not finite: parameter 'h1\.mlp\.fc\.w' holds NaN at \[3, 1\]/);
+    fc[8 * 3 + 1] = 0;
+    m.view(m.params, 'lnf.w')[2] = -Infinity;
+    expect(() => m.forward(batch)).toThrow(/parameter 'lnf\.w' holds -Infinity at \[2\]/);
+  });
+  it('finite weights whose activations overflow are reported as such', () => {
+    const m = new Transformer(TINY, backend, 1);
+    m.view(m.params, 'lnf.w').fill(3e38); // finite gains whose products overflow float32 before the head
+    expect(m.nonFiniteParam()).toBeNull();
+    expect(() => m.forward(batch)).toThrow(/although every weight is finite: the activations overflowed/);
+  });
+});

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import type { Backend } from './backend.ts';
 import { Rng } from '../core/rng.ts';
+import { formatZodError } from '../core/config-errors.ts';
 
 export const ModelConfigSchema = z.object({
   vocabSize: z.number().int().min(2),
@@ -19,11 +20,11 @@ export const ModelConfigSchema = z.object({
   nEmbd: z.number().int().min(2),
   norm: z.enum(['layernorm', 'rmsnorm']).default('layernorm'),
   positions: z.enum(['learned', 'rope']).default('learned'),
-  ropeBase: z.number().positive().default(10000),
+  ropeBase: z.number().positive().finite().default(10000),
   mlpRatio: z.number().int().min(1).default(4),
-  /** Init std of weight matrices (GPT-2: 0.02); residual projections are scaled by 1/sqrt(2·nLayer). */
-  initStd: z.number().positive().default(0.02),
-}).superRefine((c, ctx) => {
+  /** Init std of weight matrices (GPT-2: 0.02); residual projections are scaled by 1/sqrt(2·nLayer). 0 = all zeros. */
+  initStd: z.number().min(0).finite().default(0.02),
+}).strict().superRefine((c, ctx) => {
   if (c.nEmbd % c.nHead !== 0) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['nEmbd'], message: `nEmbd (${c.nEmbd}) must be divisible by nHead (${c.nHead})` });
   }
@@ -34,14 +35,50 @@ export const ModelConfigSchema = z.object({
 export type ModelConfigInput = z.input<typeof ModelConfigSchema>;
 export type ModelConfig = z.output<typeof ModelConfigSchema>;
 
-/** Parse a model config, throwing an error that names the field and the fix. */
+/**
+ * Parse a model config, throwing an error that names the field and the fix. Unknown keys are
+ * errors that name the closest valid key (`model.position: unknown key (did you mean 'positions'?)`).
+ */
 export function parseModelConfig(input: unknown): ModelConfig {
   const r = ModelConfigSchema.safeParse(input);
-  if (!r.success) {
-    const msg = r.error.issues.map((i) => `model.${i.path.join('.')}: ${i.message}`).join('; ');
-    throw new Error(`invalid model config: ${msg}`);
-  }
+  if (!r.success) throw new Error(`invalid model config: ${formatZodError(r.error, { schema: ModelConfigSchema, prefix: 'model' })}`);
   return r.data;
+}
+
+/** Where a value of a parameter-layout buffer is not finite. */
+export interface NonFiniteValue {
+  /** Parameter name (e.g. 'h0.attn.qkv.w'). */
+  name: string;
+  /** Flat index inside that parameter. */
+  index: number;
+  value: number;
+}
+
+/** The first NaN/±Infinity in `buf` (laid out as `layout`), or null when every value is finite. */
+export function findNonFinite(buf: Float32Array, layout: readonly ParamView[]): NonFiniteValue | null {
+  for (const v of layout) {
+    for (let i = v.offset, e = v.offset + v.size; i < e; i++) {
+      const x = buf[i]!;
+      if (x - x !== 0) return { name: v.name, index: i - v.offset, value: x }; // NaN and ±Infinity
+    }
+  }
+  return null;
+}
+
+/** 'parameter 'wte' holds NaN at [3, 1]' for messages. */
+export function describeNonFinite(f: NonFiniteValue, shape?: readonly number[]): string {
+  return `parameter '${f.name}' holds ${f.value} at ${shape ? formatIndex(f.index, shape) : `index ${f.index}`}`;
+}
+
+/** Flat index → `[i, j, …]` for a row-major shape. */
+export function formatIndex(flat: number, shape: readonly number[]): string {
+  if (shape.length <= 1) return `[${flat}]`;
+  const idx: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx.unshift(flat % shape[d]!);
+    flat = Math.floor(flat / shape[d]!);
+  }
+  return `[${idx.join(', ')}]`;
 }
 
 export interface ParamView {
@@ -270,8 +307,40 @@ export class Transformer {
     be.sgemm(false, true, N, V, C, 1, ws.lnf, C, p.wte, C, 0, ws.logits, V);
     const invTemp = 1 / (batch.temperature ?? 1);
     be.logSoftmaxForward(ws.logprobs, ws.entropy, ws.logits, batch.targets, batch.masks ?? null, N, V, invTemp);
+    this.checkScores(batch, ws, invTemp);
     this.last = { batch, ws, invTemp };
     return { logprobs: ws.logprobs, entropy: ws.entropy };
+  }
+
+  /** The first NaN/±Infinity among the weights, or null when all are finite. */
+  nonFiniteParam(): NonFiniteValue | null {
+    return findNonFinite(this.params, this.layout);
+  }
+
+  /** Throws, naming the parameter, when a weight is NaN/±Infinity; `what` starts the message. */
+  assertFiniteParams(what: string): void {
+    const bad = this.nonFiniteParam();
+    if (bad) throw new Error(`${what}: the model's weights are not finite: ${describeNonFinite(bad, this.layout.find((v) => v.name === bad.name)?.shape)}. They were corrupted (a diverged update, or weights loaded without checks); restore a good checkpoint.`);
+  }
+
+  /**
+   * Kernels give a NaN logprob/entropy for a row with a NaN or infinite logit (a row whose
+   * allowed tokens are all masked gives -∞ and 0 instead, and a forbidden target -∞): say which of
+   * weights or activations is at fault, instead of letting it surface later as a masking error.
+   */
+  private checkScores(b: ForwardBatch, ws: Workspace, invTemp: number): void {
+    const N = b.B * b.T, V = this.config.vocabSize;
+    for (let i = 0; i < N; i++) {
+      if (b.targets[i]! < 0) continue;
+      const lp = ws.logprobs[i]!, h = ws.entropy[i]!;
+      if (lp === lp && h === h && lp !== Infinity) continue;
+      this.assertFiniteParams('forward');
+      const row = ws.logits.subarray(i * V, (i + 1) * V);
+      let v = 0;
+      while (v < V && Number.isFinite(row[v]! * invTemp)) v++;
+      const what = v < V ? `logit of token ${v} is ${row[v]! * invTemp}` : `logprob is ${lp}, entropy ${h}`;
+      throw new Error(`forward: row ${Math.floor(i / b.T)}, position ${i % b.T}: the tempered ${what} although every weight is finite: the activations overflowed (temperature ${1 / invTemp}; a too-large learning rate or initStd?)`);
+    }
   }
 
   /**

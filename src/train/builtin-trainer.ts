@@ -9,15 +9,17 @@ import { z } from 'zod';
 import type { Sample } from '../core/types.ts';
 import type { Transformer } from '../engine/model.ts';
 import type { TrainStepMetrics } from '../engine/types.ts';
+import { formatZodError } from '../core/config-errors.ts';
 
 export const OptimizerConfigSchema = z.object({
-  lr: z.number().positive().default(1e-3),
-  beta1: z.number().min(0).max(1).default(0.9),
-  beta2: z.number().min(0).max(1).default(0.999),
-  eps: z.number().positive().default(1e-8),
-  weightDecay: z.number().min(0).default(0.01),
+  lr: z.number().positive().finite().default(1e-3),
+  /** β₁, β₂ in [0, 1): β = 1 never updates a moment and divides by 1 − β^t = 0 (every weight NaN). */
+  beta1: z.number().min(0).lt(1).default(0.9),
+  beta2: z.number().min(0).lt(1).default(0.999),
+  eps: z.number().positive().finite().default(1e-8),
+  weightDecay: z.number().min(0).finite().default(0.01),
   /** Max global gradient L2 norm; 0 = no clipping. */
-  gradClip: z.number().min(0).default(1.0),
+  gradClip: z.number().min(0).finite().default(1.0),
   schedule: z.enum(['constant', 'linear', 'cosine']).default('constant'),
   warmupSteps: z.number().int().min(0).default(0),
   /** Needed by the linear/cosine schedules. */
@@ -26,7 +28,7 @@ export const OptimizerConfigSchema = z.object({
   minLrRatio: z.number().min(0).max(1).default(0.1),
   /** Max padded tokens (rows × padded length) per forward pass. */
   microBatchTokens: z.number().int().positive().default(8192),
-});
+}).strict();
 export type OptimizerConfig = z.output<typeof OptimizerConfigSchema>;
 
 /** Inputs of a loss, flattened over trained tokens of the whole batch. */
@@ -84,7 +86,7 @@ export class BuiltinTrainer {
 
   constructor(readonly model: Transformer, opt: z.input<typeof OptimizerConfigSchema> = {}) {
     const r = OptimizerConfigSchema.safeParse(opt);
-    if (!r.success) throw new Error(`invalid optimizer config: ${r.error.issues.map((i) => `optimizer.${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    if (!r.success) throw new Error(`invalid optimizer config: ${formatZodError(r.error, { schema: OptimizerConfigSchema, prefix: 'optimizer' })}`);
     this.opt = r.data;
     if (this.opt.schedule !== 'constant' && !this.opt.totalSteps) throw new Error(`optimizer.totalSteps is required by the '${this.opt.schedule}' schedule; set it or use schedule 'constant'`);
     this.m = new Float32Array(model.numParams);
@@ -109,12 +111,21 @@ export class BuiltinTrainer {
 
   /** Split samples into micro-batches of at most microBatchTokens padded tokens, grouped by temperature. */
   private microBatches(samples: Sample[]): number[][] {
-    const ctx = this.model.config.contextLength;
+    const ctx = this.model.config.contextLength, V = this.model.config.vocabSize;
     const order = samples.map((_, i) => i);
     for (const i of order) {
-      const L = samples[i]!.seq.ids.length;
+      const seq = samples[i]!.seq;
+      const L = seq.ids.length;
       if (L < 2) throw new Error(`sample ${i} has ${L} token(s); a trained sample needs a context token and at least one target`);
       if (L - 1 > ctx) throw new Error(`sample ${i} has ${L} tokens; the model's contextLength is ${ctx} (split long trajectories into several samples)`);
+      for (let t = 0; t < L; t++) {
+        const id = seq.ids[t]!;
+        // Int32Array would turn 3.7 into 3 and NaN into 0; a negative target would be skipped yet counted.
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new Error(`sample ${i}: token id ${id} at position ${t} is not a token of the model (ids are integers in [0, ${V}))`);
+        }
+      }
+      if (seq.mask.length !== L) throw new Error(`sample ${i}: mask has ${seq.mask.length} entries for ${L} token ids`);
     }
     // Sort by temperature then length so padding is small; keep it deterministic.
     order.sort((a, b) => (samples[a]!.temperature ?? 1) - (samples[b]!.temperature ?? 1) || samples[a]!.seq.ids.length - samples[b]!.seq.ids.length || a - b);
@@ -199,7 +210,15 @@ export class BuiltinTrainer {
     // Flattened per-token inputs, in micro-batch order.
     const nTok = collated.reduce((a, c) => a + c.gridIndex.length, 0);
     if (nTok === 0) throw new Error('trainStep: no trained tokens in the batch (every mask is 0)');
+    for (const [i, s] of samples.entries()) {
+      const L = s.seq.ids.length;
+      if (s.seq.logprobs.length !== L || s.seq.versions.length !== L) {
+        throw new Error(`trainStep: sample ${i} has ${L} token ids but ${s.seq.logprobs.length} logprobs and ${s.seq.versions.length} versions`);
+      }
+    }
     const old = new Float32Array(nTok), adv = new Float32Array(nTok), seqIds = new Int32Array(nTok), versions = new Int32Array(nTok);
+    /** Position of each trained token in its sample (for error messages). */
+    const positions = new Int32Array(nTok);
     const prox = opts.proxLogprobs ? new Float32Array(nTok) : null;
     let k = 0;
     collated.forEach((c, m) => {
@@ -213,6 +232,7 @@ export class BuiltinTrainer {
           const a = s.advantage;
           adv[k] = a === undefined ? 0 : typeof a === 'number' ? a : a[t]!;
           seqIds[k] = idx[b]!;
+          positions[k] = t;
           versions[k] = s.seq.versions[t]!;
           if (prox) prox[k] = opts.proxLogprobs![idx[b]!]![t]!;
           k++;
@@ -228,6 +248,14 @@ export class BuiltinTrainer {
       for (let j = 0; j < c.gridIndex.length; j++, k++) {
         logp[k] = r.logprobs[c.gridIndex[j]!]!;
         ent[k] = r.entropy[c.gridIndex[j]!]!;
+      }
+    }
+    // Non-finite weights or logits were reported by the forward pass; what is left is a target its own
+    // recorded constraint mask forbids (logprob −∞), which would otherwise show up as an infinite loss.
+    for (let j = 0; j < nTok; j++) {
+      if (logp[j] === -Infinity) {
+        const s = samples[seqIds[j]!]!, t = positions[j]!;
+        throw new Error(`trainStep: sample ${seqIds[j]}, position ${t}: token ${s.seq.ids[t]} has logprob -Infinity because its constraint mask forbids it (the mask does not belong to this token); weights were not updated`);
       }
     }
     const out = lossFn({ logprobs: logp, entropy: ent, oldLogprobs: old, proxLogprobs: prox, advantages: adv, seqIds, versions });
@@ -265,6 +293,9 @@ export class BuiltinTrainer {
       const a = pv.offset, e = pv.offset + pv.size;
       be.adamw(this.model.params.subarray(a, e), g.subarray(a, e), this.m.subarray(a, e), this.v.subarray(a, e), pv.size, lr, o.beta1, o.beta2, o.eps, pv.decay ? o.weightDecay : 0, this.step);
     }
+    // One cheap pass (double accumulation: finite weights cannot overflow it) so that a step that
+    // produced NaN/Inf weights is reported here, naming the parameter, not steps later as NaN logprobs.
+    if (!Number.isFinite(be.sumSquares(this.model.params, this.model.numParams))) this.model.assertFiniteParams(`optimizer step ${this.step}`);
     return norm;
   }
 }
