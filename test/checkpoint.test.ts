@@ -1,6 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -262,7 +263,10 @@ describe('checkpoints', () => {
       await expect(corrupt(editManifest((m) => { m.format = 'other'; }))).rejects.toThrow(/not an agentrl checkpoint manifest/);
       await expect(corrupt(editManifest((m) => { delete m.step; }))).rejects.toThrow(/manifest\.json is invalid: step: Required/);
       await expect(corrupt(editManifest((m) => { delete m.trainerState; }))).rejects.toThrow(/manifest\.json is invalid: trainerState: Required/);
+      // An edited manifest is refused by its checksum; one without a checksum (older manifests) by the file check.
       await expect(corrupt(editManifest((m) => { m.files['model.safetensors'].tensors.wte = [1, 1]; })))
+        .rejects.toThrow(/manifest\.json does not match its checksum \(field 'files\.model\.safetensors' changed after the checkpoint was written\)/);
+      await expect(corrupt(editManifest((m) => { m.files['model.safetensors'].tensors.wte = [1, 1]; delete m.checksum; })))
         .rejects.toThrow(/model\.safetensors does not match the manifest: tensor 'wte' has shape \[\d+, 4\], expected \[1, 1\]/);
       await expect(loadCheckpoint(join(scratch, 'never-written'))).rejects.toThrow(/never-written: directory does not exist/);
     });
@@ -272,6 +276,74 @@ describe('checkpoints', () => {
       await saveCheckpoint(d, sampleCheckpoint(3));
       await expect(loadCheckpoint(d, { expectShapes: { wte: [15, 8], 'h0.attn.qkv.w': [12, 4], 'lnf.w': [4] } })).rejects.toThrow(/does not fit the expected parameter layout: tensor 'wte' has shape \[\d+, 4\], expected \[15, 8\]/);
       await expect(loadCheckpoint(d, { expectShapes: { wte: [18, 4] } })).rejects.toThrow(/unexpected tensor|has shape/);
+    });
+  });
+
+  describe('non-finite weights are refused at save and at load, naming the tensor', () => {
+    it('save: a NaN or infinite weight or moment', async () => {
+      const c = sampleCheckpoint(1);
+      c.model.wte!.data[5] = NaN; // wte is [3, 4]: flat index 5 is [1, 1]
+      await expect(saveCheckpoint(dir, c)).rejects.toThrow(/model tensor 'wte' holds NaN at \[1, 1\]; refusing to save non-finite weights/);
+      const c2 = sampleCheckpoint(1);
+      c2.optimizer!.v['lnf.w']!.data[2] = Infinity;
+      await expect(saveCheckpoint(dir, c2)).rejects.toThrow(/optimizer\.v tensor 'lnf\.w' holds Infinity at \[2\]/);
+      expect(existsSync(dir)).toBe(false);
+    });
+
+    it('load: a weights file with a NaN whose hashes were updated to match (written by another tool)', async () => {
+      await saveCheckpoint(dir, sampleCheckpoint(2));
+      const back = await loadCheckpoint(dir);
+      const model = { ...back.model, 'h0.attn.qkv.w': f32Tensor([12, 4], back.model['h0.attn.qkv.w']!.data.slice() as Float32Array) };
+      model['h0.attn.qkv.w']!.data[4 * 3 + 2] = -Infinity;
+      const buf = writeSafetensors(model, { format: 'agentrl-checkpoint', kind: 'model' });
+      writeFileSync(join(dir, 'model.safetensors'), buf);
+      const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+      m.files['model.safetensors'].bytes = buf.length;
+      m.files['model.safetensors'].sha256 = createHash('sha256').update(buf).digest('hex');
+      delete m.checksum;
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+      await expect(loadCheckpoint(dir)).rejects.toThrow(/model\.safetensors: tensor 'h0\.attn\.qkv\.w' holds -Infinity at \[3, 2\]; refusing to load non-finite weights/);
+    });
+  });
+
+  describe('manifest checksum: an edited manifest is refused, naming the field', () => {
+    const edit = async (f: (m: any) => void) => {
+      const d = freshDir();
+      await saveCheckpoint(d, sampleCheckpoint(4));
+      const m = JSON.parse(readFileSync(join(d, 'manifest.json'), 'utf8'));
+      f(m);
+      writeFileSync(join(d, 'manifest.json'), JSON.stringify(m, null, 2));
+      return loadCheckpoint(d);
+    };
+
+    it('the manifest records a checksum, and reformatting the JSON does not matter', async () => {
+      await saveCheckpoint(dir, sampleCheckpoint(4));
+      const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+      expect(m.checksum.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(Object.keys(m.checksum.fields)).toEqual(expect.arrayContaining(['step', 'rng', 'rng.sampler', 'config', 'config.nEmbd', 'files.model.safetensors']));
+      // Key order and whitespace are not content.
+      const reordered = Object.fromEntries(Object.entries(m).reverse());
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify(reordered, null, 4));
+      expect((await loadCheckpoint(dir)).step).toBe(4);
+    });
+
+    it('edited step, RNG state, config or trainer state', async () => {
+      await expect(edit((m) => { m.step = 5; })).rejects.toThrow(/manifest\.json does not match its checksum \(field 'step' changed after the checkpoint was written\); refusing to load it/);
+      await expect(edit((m) => { m.rng.sampler[0] ^= 1; })).rejects.toThrow(/field 'rng\.sampler' changed/);
+      await expect(edit((m) => { m.config.nEmbd = 8; })).rejects.toThrow(/field 'config\.nEmbd' changed/);
+      await expect(edit((m) => { m.trainerState.lr = 1e-3; m.weightVersion = 0; })).rejects.toThrow(/fields 'weightVersion', 'trainerState\.lr' changed/);
+    });
+
+    it('added or removed fields, and an edited checksum', async () => {
+      await expect(edit((m) => { m.config.extra = 1; })).rejects.toThrow(/field 'config\.extra' added/);
+      await expect(edit((m) => { delete m.config.name; })).rejects.toThrow(/field 'config\.name' removed/);
+      await expect(edit((m) => { m.checksum.sha256 = '0'.repeat(64); })).rejects.toThrow(/does not match its checksum \(the checksum itself was changed/);
+      await expect(edit((m) => { m.checksum = 'x'; })).rejects.toThrow(/manifest\.json is invalid: checksum: Expected object/);
+    });
+
+    it('a manifest without a checksum (written before checksums existed) still loads', async () => {
+      const back = await edit((m) => { delete m.checksum; m.step = 9; });
+      expect(back.step).toBe(9);
     });
   });
 

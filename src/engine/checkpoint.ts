@@ -4,7 +4,8 @@
  *   model.safetensors       weights (one tensor per parameter)
  *   optimizer.safetensors   AdamW moments as `m.<param>` and `v.<param>` (absent when saved without)
  *   manifest.json           format version, step, weight version, config, tokenizer JSON, RNG
- *                           states, trainer state, and size + sha256 + tensor shapes of each file
+ *                           states, trainer state, size + sha256 + tensor shapes of each file, and
+ *                           a checksum of the manifest itself (see "Checks at load" below)
  *
  * Runs keep them as `runs/<name>/checkpoints/step-<9-digit step>` (`checkpointPath`), and
  * `latestCheckpoint(checkpointsDir)` finds the newest.
@@ -20,12 +21,24 @@
  *   4. delete the aside copy, then stale temp/aside copies of `dir` left by dead processes.
  * Renames within one directory are atomic on POSIX file systems, so `dir` is always either the
  * complete old or the complete new checkpoint, or absent with a complete aside copy next to it.
+ *
+ * Checks at load (each failure names the file, field or tensor):
+ *   - manifest checksum: sha256 of the manifest's canonical JSON (keys sorted, without the
+ *     `checksum` field), plus one sha256 per top-level field and per key of object fields, so an
+ *     edited step, RNG state or optimizer setting is refused naming the field (`config.optimizer`).
+ *     Since the manifest lists the sha256 of every tensor file, the checksum covers those too.
+ *     Manifests written before checksums existed have none and still load: only a checksum that
+ *     is present and does not match refuses the checkpoint. It guards against edits and damage,
+ *     not against an adversary (who can recompute it).
+ *   - every tensor file's size and sha256, and its tensor names and shapes against the manifest
+ *     (and `expectShapes`); optimizer moments against the weights;
+ *   - every float tensor is finite (NaN/±Infinity weights are refused, also at save).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { readSafetensors, writeSafetensors, type TensorMap } from './safetensors.ts';
+import { nonFiniteAt, readSafetensors, writeSafetensors, type TensorMap } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'agentrl-checkpoint';
 export const CHECKPOINT_FORMAT_VERSION = 1;
@@ -75,6 +88,7 @@ const ManifestSchema = z.object({
   rng: z.record(z.array(z.number().int())),
   trainerState: z.unknown(),
   files: z.record(FileEntrySchema),
+  checksum: z.object({ sha256: z.string(), fields: z.record(z.string()) }).optional(),
 });
 export type CheckpointManifest = z.infer<typeof ManifestSchema>;
 
@@ -241,6 +255,12 @@ function validateForSave(dir: string, c: Checkpoint): void {
     if (problem) fail(`${problem} (checkpoint fields must be plain JSON)`);
   }
   if (Object.keys(c.model).length === 0) fail('model has no tensors');
+  const badModel = nonFiniteTensor(c.model);
+  if (badModel) fail(`model ${badModel}; refusing to save non-finite weights (the training run diverged or the weights were corrupted)`);
+  for (const which of ['m', 'v'] as const) {
+    const bad = c.optimizer ? nonFiniteTensor(c.optimizer[which]) : null;
+    if (bad) fail(`optimizer.${which} ${bad}; refusing to save non-finite optimizer moments`);
+  }
   if (c.optimizer) {
     for (const which of ['m', 'v'] as const) {
       const mom = c.optimizer[which];
@@ -281,6 +301,8 @@ async function writeCheckpointFiles(tmp: string, c: Checkpoint): Promise<void> {
     trainerState: c.trainerState,
     files,
   };
+  // Hash what a reader will parse back (validateForSave made sure the fields are plain JSON).
+  manifest.checksum = manifestChecksum(JSON.parse(JSON.stringify(manifest)) as Record<string, unknown>);
   // The manifest goes last: a directory with a manifest has all its files.
   await writeFileSynced(join(tmp, MANIFEST_FILE), Buffer.from(JSON.stringify(manifest, null, 1) + '\n', 'utf8'));
   await fsyncDir(tmp);
@@ -315,6 +337,8 @@ async function readCheckpointDir(path: string, name: string, opts: LoadOptions):
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) fail(`${MANIFEST_FILE} is invalid: ${parsed.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const manifest = parsed.data!;
+  const edited = checksumProblem(raw as Record<string, unknown>);
+  if (edited) fail(`${MANIFEST_FILE} ${edited}; refusing to load it (an edited manifest breaks exact resume)`);
   if (!manifest.files[MODEL_FILE]) fail(`${MANIFEST_FILE} lists no ${MODEL_FILE}`);
 
   const readTensors = async (file: string): Promise<TensorMap> => {
@@ -338,6 +362,8 @@ async function readCheckpointDir(path: string, name: string, opts: LoadOptions):
     }
     const problem = shapeMismatch(shapesOf(tensors), entry.tensors);
     if (problem) fail(`${file} does not match the manifest: ${problem}`);
+    const bad = nonFiniteTensor(tensors);
+    if (bad) fail(`${file}: ${bad}; refusing to load non-finite weights`);
     return tensors;
   };
 
@@ -394,6 +420,73 @@ function jsonProblem(x: unknown, path: string): string | null {
     return null;
   }
   return `${path} is ${typeof x}`;
+}
+
+/** 'tensor 'wte' holds NaN at [3, 1]' for the first non-finite value of a float tensor, or null. */
+function nonFiniteTensor(t: TensorMap): string | null {
+  for (const [name, x] of Object.entries(t)) {
+    const at = nonFiniteAt(x);
+    if (at) return `tensor '${name}' ${at}`;
+  }
+  return null;
+}
+
+/** JSON with object keys sorted at every level: the same value always gives the same text. */
+export function canonicalJson(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map((v) => canonicalJson(v === undefined ? null : v)).join(',')}]`;
+  if (x !== null && typeof x === 'object') {
+    const keys = Object.keys(x).filter((k) => (x as Record<string, unknown>)[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((x as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(x);
+}
+
+/** Paths the per-field checksums cover: each top-level field, and each key of an object-valued one. */
+function checksumFields(m: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(m)) {
+    if (k === 'checksum' || v === undefined) continue;
+    out[k] = v;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      for (const [k2, v2] of Object.entries(v)) if (v2 !== undefined) out[`${k}.${k2}`] = v2;
+    }
+  }
+  return out;
+}
+
+/** The `checksum` field of a manifest (given without it, or it is ignored). */
+function manifestChecksum(m: Record<string, unknown>): { sha256: string; fields: Record<string, string> } {
+  const fields: Record<string, string> = {};
+  for (const [path, v] of Object.entries(checksumFields(m))) fields[path] = sha256(Buffer.from(canonicalJson(v), 'utf8'));
+  const { checksum: _ignored, ...rest } = m;
+  return { sha256: sha256(Buffer.from(canonicalJson(rest), 'utf8')), fields };
+}
+
+/**
+ * Why a parsed manifest does not match its own checksum ("does not match its checksum (field
+ * 'step' changed …)"), or null when it matches or has no checksum (manifests of older versions).
+ */
+function checksumProblem(raw: Record<string, unknown>): string | null {
+  const stored = raw.checksum as { sha256?: unknown; fields?: unknown } | undefined;
+  if (stored === undefined) return null; // written before manifests had checksums: nothing to verify
+  if (typeof stored !== 'object' || stored === null || typeof stored.sha256 !== 'string' || typeof stored.fields !== 'object' || stored.fields === null) {
+    return 'has a malformed checksum field (expected { sha256, fields })';
+  }
+  const now = manifestChecksum(raw);
+  if (now.sha256 === stored.sha256) return null;
+  const want = stored.fields as Record<string, unknown>;
+  // Name the most specific path that changed (config.optimizer rather than config).
+  const changed = Object.keys(now.fields).filter((p) => p in want && want[p] !== now.fields[p]);
+  const added = Object.keys(now.fields).filter((p) => !(p in want) && !(p.includes('.') && !(p.split('.')[0]! in want)));
+  const removed = Object.keys(want).filter((p) => !(p in now.fields));
+  const specific = (ps: string[]) => ps.filter((p) => !ps.some((q) => q !== p && q.startsWith(`${p}.`)));
+  const parts: string[] = [];
+  for (const [paths, verb] of [[changed, 'changed'], [added, 'added'], [removed, 'removed']] as const) {
+    const named = specific(paths);
+    if (named.length) parts.push(`field${named.length > 1 ? 's' : ''} ${named.map((p) => `'${p}'`).join(', ')} ${verb}`);
+  }
+  const what = parts.length ? parts.join('; ') : 'the checksum itself was changed';
+  return `does not match its checksum (${what} after the checkpoint was written)`;
 }
 
 function shapesOf(t: TensorMap): Record<string, number[]> {

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { Backend } from './backend.ts';
 import { Rng } from '../core/rng.ts';
 import { formatZodError } from '../core/config-errors.ts';
+import { formatIndex } from './safetensors.ts';
 
 export const ModelConfigSchema = z.object({
   vocabSize: z.number().int().min(2),
@@ -68,17 +69,6 @@ export function findNonFinite(buf: Float32Array, layout: readonly ParamView[]): 
 /** 'parameter 'wte' holds NaN at [3, 1]' for messages. */
 export function describeNonFinite(f: NonFiniteValue, shape?: readonly number[]): string {
   return `parameter '${f.name}' holds ${f.value} at ${shape ? formatIndex(f.index, shape) : `index ${f.index}`}`;
-}
-
-/** Flat index → `[i, j, …]` for a row-major shape. */
-export function formatIndex(flat: number, shape: readonly number[]): string {
-  if (shape.length <= 1) return `[${flat}]`;
-  const idx: number[] = [];
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx.unshift(flat % shape[d]!);
-    flat = Math.floor(flat / shape[d]!);
-  }
-  return `[${idx.join(', ')}]`;
 }
 
 export interface ParamView {

@@ -38,6 +38,28 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
+/** Flat row-major index → `[i, j, …]` for messages (`[flat]` for 0-d and 1-d shapes). */
+export function formatIndex(flat: number, shape: readonly number[]): string {
+  if (shape.length <= 1) return `[${flat}]`;
+  const idx: number[] = [];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx.unshift(flat % shape[d]!);
+    flat = Math.floor(flat / shape[d]!);
+  }
+  return `[${idx.join(', ')}]`;
+}
+
+/** The first NaN/±Infinity of a float tensor: 'holds NaN at [3, 1]', or null (other dtypes: null). */
+export function nonFiniteAt(t: Tensor): string | null {
+  if (t.dtype !== 'F32') return null;
+  const d = t.data;
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i]!;
+    if (v - v !== 0) return `holds ${v} at ${formatIndex(i, t.shape)}`; // NaN and ±Infinity
+  }
+  return null;
+}
+
 /** A float32 tensor; `data` defaults to zeros. */
 export function f32Tensor(shape: number[], data?: Float32Array): Tensor {
   const n = numel(shape);

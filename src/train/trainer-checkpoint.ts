@@ -6,7 +6,7 @@
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../engine/checkpoint.ts';
 import { f32Tensor, type TensorMap } from '../engine/safetensors.ts';
 import { tokenizerFromJSON, type SerializableTokenizer } from '../engine/tokenizer.ts';
-import { Transformer } from '../engine/model.ts';
+import { Transformer, type ModelConfig, type ModelConfigInput } from '../engine/model.ts';
 import type { Backend } from '../engine/backend.ts';
 import { BuiltinTrainer } from './builtin-trainer.ts';
 
@@ -17,14 +17,27 @@ export function paramsToTensors(model: Transformer, buf: Float32Array): TensorMa
   return out;
 }
 
-/** Fill `buf` (model layout) from named tensors; errors name the missing or mis-sized tensor. */
+/**
+ * Fill `buf` (model layout) from named tensors. The tensors must be exactly the model's parameters:
+ * a missing, extra, wrongly shaped or non-float tensor is an error naming it (a checkpoint written
+ * by another model config is refused here, not a step later).
+ */
 export function tensorsToParams(model: Transformer, t: TensorMap, buf: Float32Array, what: string): void {
+  const known = new Set<string>();
   for (const v of model.layout) {
+    known.add(v.name);
     const x = t[v.name];
     if (!x) throw new Error(`${what}: missing tensor '${v.name}' (was it written by a different model config?)`);
-    if (x.data.length !== v.size) throw new Error(`${what}: tensor '${v.name}' has ${x.data.length} values, the model expects ${v.size}`);
-    buf.set(x.data as Float32Array, v.offset);
+    if (x.dtype !== 'F32') throw new Error(`${what}: tensor '${v.name}' has dtype ${x.dtype}, the model needs F32`);
+    if (x.shape.length !== v.shape.length || x.shape.some((d, i) => d !== v.shape[i])) {
+      throw new Error(`${what}: tensor '${v.name}' has shape [${x.shape.join(', ')}], the model config needs [${v.shape.join(', ')}]`);
+    }
   }
+  const extra = Object.keys(t).filter((n) => !known.has(n));
+  if (extra.length > 0) {
+    throw new Error(`${what}: unexpected tensor${extra.length > 1 ? 's' : ''} ${extra.slice(0, 5).map((n) => `'${n}'`).join(', ')}${extra.length > 5 ? ` and ${extra.length - 5} more` : ''} that the model config does not have (was it written by a different model config?)`);
+  }
+  for (const v of model.layout) buf.set(t[v.name]!.data as Float32Array, v.offset);
 }
 
 export interface TrainerCheckpointExtras {
@@ -53,18 +66,54 @@ export interface RestoredTrainer {
   checkpoint: LoadedCheckpoint;
 }
 
-/** Rebuild model + trainer (weights, moments, step) from a checkpoint directory. */
-export async function loadTrainerCheckpoint(dir: string, backend: Backend): Promise<RestoredTrainer> {
+export interface LoadTrainerOptions {
+  /**
+   * Model config fields the checkpoint must have (e.g. the other members' config when loading a
+   * population): any field given here that differs is an error naming it.
+   */
+  expectModel?: Partial<ModelConfigInput>;
+}
+
+/**
+ * Rebuild model + trainer (weights, moments, step) from a checkpoint directory. The manifest's
+ * model config must parse, and the tensors must be exactly that config's parameters.
+ */
+export async function loadTrainerCheckpoint(dir: string, backend: Backend, opts: LoadTrainerOptions = {}): Promise<RestoredTrainer> {
   const ck = await loadCheckpoint(dir);
   const cfg = ck.config as { model?: unknown; optimizer?: unknown };
   if (!cfg || typeof cfg !== 'object' || !cfg.model) throw new Error(`checkpoint ${dir}: manifest config has no 'model' section (not a trainer checkpoint)`);
-  const model = new Transformer(cfg.model as never, backend, 0);
+  let model: Transformer;
+  try {
+    model = new Transformer(cfg.model as never, backend, 0);
+  } catch (e) {
+    throw new Error(`checkpoint ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  if (opts.expectModel) {
+    const problem = modelConfigMismatch(model.config, opts.expectModel);
+    if (problem) throw new Error(`checkpoint ${dir}: ${problem}`);
+  }
   tensorsToParams(model, ck.model, model.params, `checkpoint ${dir} model`);
-  const trainer = new BuiltinTrainer(model, (cfg.optimizer ?? {}) as never);
+  let trainer: BuiltinTrainer;
+  try {
+    trainer = new BuiltinTrainer(model, (cfg.optimizer ?? {}) as never);
+  } catch (e) {
+    throw new Error(`checkpoint ${dir}: ${(e as Error).message}`, { cause: e });
+  }
   if (ck.optimizer) {
     tensorsToParams(model, ck.optimizer.m, trainer.m, `checkpoint ${dir} optimizer m`);
     tensorsToParams(model, ck.optimizer.v, trainer.v, `checkpoint ${dir} optimizer v`);
   }
   trainer.step = ck.step;
   return { trainer, tokenizer: ck.tokenizer ? tokenizerFromJSON(ck.tokenizer) : null, checkpoint: ck };
+}
+
+/** 'model config differs: nLayer is 4, expected 2' for the first field of `expected` that differs, or null. */
+export function modelConfigMismatch(actual: ModelConfig, expected: Partial<ModelConfigInput>): string | null {
+  const diffs: string[] = [];
+  for (const [k, want] of Object.entries(expected)) {
+    if (want === undefined) continue;
+    const got = (actual as Record<string, unknown>)[k];
+    if (got !== want) diffs.push(`${k} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  }
+  return diffs.length > 0 ? `model config differs: ${diffs.join(', ')}` : null;
 }
