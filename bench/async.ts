@@ -7,9 +7,10 @@
  *   async     η = 4, maxConcurrent = 5·B·G
  * twice: with lognormal tool latency and with zero latency (pure generation).
  *
- *   npm run bench:async [-- --quick] [-- --steps N] [-- --no-write]
+ *   npm run bench:async [-- --quick] [-- --steps N] [-- --write]
  *
- * Writes its table into docs/results/async.md (between markers; --quick has its own section) and prints one JSON line last.
+ * Prints its table and one JSON line last; with --write it also puts the table into
+ * docs/results/async.md (between markers; --quick has its own section).
  */
 import { readFileSync } from 'node:fs';
 import { writeResultsSection } from '../src/eval/results-file.ts';
@@ -19,17 +20,17 @@ import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
 import { defaultBackend } from '../src/engine/backends.ts';
 import { loadNativeBackend } from '../src/engine/native.ts';
 import { WorkerTrainer } from '../src/train/worker-trainer.ts';
-import { AsyncTrainer, type AsyncRunTotals } from '../src/train/async-trainer.ts';
+import { Trainer, type RunTotals } from '../src/train/trainer.ts';
 import { toyToolMaxTokens, toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolAgentConfigInput } from '../src/agents/toy-tool-agent.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const write = !args.includes('--no-write');
+const write = args.includes('--write') && !args.includes('--no-write');
 const stepsArg = args.indexOf('--steps');
 const splitArg = args.indexOf('--async-threads');
 /** Kernel threads per side (generation, training) in the overlapped modes; sync time-shares both cores. */
 const ASYNC_THREADS = splitArg >= 0 ? Number(args[splitArg + 1]) : 1;
-const STEPS = stepsArg >= 0 ? Number(args[stepsArg + 1]) : quick ? 16 : 20;
+const STEPS = stepsArg >= 0 ? Number(args[stepsArg + 1]) : quick ? 16 : 100;
 const LATENCY_SCALE = quick ? 0.1 : 1;
 const B = 4;
 const G = 4;
@@ -60,7 +61,9 @@ interface RunRow {
   mode: string;
   eta: number;
   concurrent: number;
-  totals: AsyncRunTotals;
+  totals: RunTotals;
+  /** Groups admitted but never trained on when the run stopped: finished (ready) and still running (aborted). */
+  unfinished: { ready: number; aborted: number };
   meanReward: number;
   load: string;
 }
@@ -74,7 +77,7 @@ async function runOne(mode: (typeof MODES)[number], latency: boolean): Promise<R
   const engine = new BuiltinEngine(new Transformer(MODEL, backend, SEED), toyToolTokenizer(V), { maxBatch: 5 * B * G, seed: SEED });
   engine.setWeights(trainer.initialWeights(), 0);
   const load = loadavg();
-  const at = new AsyncTrainer({
+  const at = new Trainer({
     config: { steps: STEPS, batchSize: B, groupSize: G, maxStaleness: mode.eta, maxConcurrent: mode.concurrent, loss: { kind: 'decoupled_ppo' } },
     engine,
     trainer,
@@ -90,7 +93,7 @@ async function runOne(mode: (typeof MODES)[number], latency: boolean): Promise<R
       `trainer busy ${(100 * t.trainerBusyFraction).toFixed(0)}%, rollout busy ${(100 * t.rolloutBusyFraction).toFixed(0)}%, occupancy ${t.generationOccupancy.toFixed(1)}, ` +
       `max staleness ${t.maxStaleness}, max version spread ${t.maxVersionSpread}, interruptions ${t.interruptions} (load ${load})\n`,
   );
-  return { latency, mode: mode.name, eta: mode.eta, concurrent: mode.concurrent, totals: t, meanReward, load };
+  return { latency, mode: mode.name, eta: mode.eta, concurrent: mode.concurrent, totals: t, unfinished: { ready: r.leftover.ready.length, aborted: r.leftover.aborted.length }, meanReward, load };
 }
 
 function histogramText(h: Record<number, number>): string {
@@ -99,14 +102,14 @@ function histogramText(h: Record<number, number>): string {
 
 function table(rows: RunRow[], base: RunRow): string {
   const lines = [
-    '| mode | concurrent rollouts | samples/s | × sync | wall s | trainer busy | rollout busy | gen. batch occupancy | group staleness (v:count) | version spread (v:traj.) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| mode | concurrent rollouts | samples/s | × sync | trained tokens/s | wall s | trainer busy | rollout busy | gen. batch occupancy | group staleness (v:count) | version spread (v:traj.) | groups left unfinished (finished / running) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     const t = r.totals;
     lines.push(
-      `| ${r.mode} | ${r.concurrent} | ${t.samplesPerSecond.toFixed(2)} | ${(t.samplesPerSecond / base.totals.samplesPerSecond).toFixed(2)} | ${t.wallSeconds.toFixed(1)} | ` +
-        `${(100 * t.trainerBusyFraction).toFixed(1)}% | ${(100 * t.rolloutBusyFraction).toFixed(0)}% | ${t.generationOccupancy.toFixed(1)} | ${histogramText(t.staleness)} | ${histogramText(t.versionSpread)} |`,
+      `| ${r.mode} | ${r.concurrent} | ${t.samplesPerSecond.toFixed(2)} | ${(t.samplesPerSecond / base.totals.samplesPerSecond).toFixed(2)} | ${t.trainedTokensPerSecond.toFixed(0)} | ${t.wallSeconds.toFixed(1)} | ` +
+        `${(100 * t.trainerBusyFraction).toFixed(1)}% | ${(100 * t.rolloutBusyFraction).toFixed(0)}% | ${t.generationOccupancy.toFixed(1)} | ${histogramText(t.staleness)} | ${histogramText(t.versionSpread)} | ${r.unfinished.ready} / ${r.unfinished.aborted} |`,
     );
   }
   return lines.join('\n');
@@ -134,6 +137,8 @@ async function main(): Promise<void> {
     sync_samples_per_s_no_latency: sps(nolat, 0),
     async_samples_per_s_no_latency: sps(nolat, 4),
     speedup_no_latency: sps(nolat, 4) / sps(nolat, 0),
+    trained_tokens_per_s: Object.fromEntries(rows.map((r) => [`${r.latency ? 'latency' : 'no_latency'}_eta${r.eta}`, Math.round(r.totals.trainedTokensPerSecond)])),
+    unfinished_groups: Object.fromEntries(rows.map((r) => [`${r.latency ? 'latency' : 'no_latency'}_eta${r.eta}`, r.unfinished])),
   };
   const maxTokens = toyToolMaxTokens(AGENT);
   const section = [
@@ -153,7 +158,8 @@ async function main(): Promise<void> {
     `Model: width ${MODEL.nEmbd}, ${MODEL.nLayer} layers, ${MODEL.nHead} heads, context ${MODEL.contextLength}, vocabulary ${V}. ` +
       `Training: ${STEPS} steps × ${B} groups × ${G} rollouts = ${STEPS * B * G} trained samples per run, GRPO advantages, decoupled PPO, AdamW lr ${OPT.lr}.`,
     `Trainer: AdamW lr ${OPT.lr}, microBatchTokens ${OPT.microBatchTokens} (so one long episode does not pad the whole batch to 250 tokens).`,
-    'samples/s = trained samples / wall time of the run (first batch request to last weight update). Trainer busy = worker compute time / wall.',
+    'samples/s = trained samples / wall time of the run (first batch request to last weight update); trained tokens/s counts the loss-masked (model) tokens trained on. Trainer busy = worker compute time / wall.',
+    'Groups left unfinished: admitted groups never trained on when the run stopped — finished but not consumed / still running (aborted). Asynchronous modes pay for their head start with this work.',
     'Rollout busy = fraction of the time with ≥ 1 rollout in flight. Generation batch occupancy = mean rows per batched decode step.',
     '',
     '### With tool latency',

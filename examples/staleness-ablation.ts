@@ -21,8 +21,8 @@ import type { Tokenizer } from '../src/engine/types.ts';
 import { appendCompletion, appendContext, emptySeq, type Trajectory } from '../src/core/types.ts';
 import { targetSequenceReward } from '../src/envs/target-sequence.ts';
 import { WorkerTrainer } from '../src/train/worker-trainer.ts';
-import { AsyncTrainer } from '../src/train/async-trainer.ts';
-import type { RolloutWorkflow } from '../src/train/rollout-controller.ts';
+import { Trainer } from '../src/train/trainer.ts';
+import type { RolloutWorkflow } from '../src/core/workflow.ts';
 import { histogramStats, mergeHistograms, type Histogram } from '../src/train/staleness.ts';
 
 const args = process.argv.slice(2);
@@ -87,7 +87,7 @@ async function runOne(setting: (typeof SETTINGS)[number], seed: number): Promise
   await trainer.ready();
   const engine = new BuiltinEngine(new Transformer(MODEL, defaultBackend(), seed), tokenizer(), { maxBatch: 5 * B * G, seed: 1000 + seed });
   engine.setWeights(trainer.initialWeights(), 0);
-  const at = new AsyncTrainer({
+  const at = new Trainer({
     config: { steps: STEPS, batchSize: B, groupSize: G, maxStaleness: setting.eta, loss: { kind: setting.kind } },
     engine, trainer, source: tasks(), workflow: workflow(engine),
   });

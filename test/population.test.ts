@@ -13,7 +13,7 @@ import {
   poolWeights, renderKuhnObservation, savePopulation, setLearningRate, WinRateTable, HyperSpaceSchema,
   type Hyper, type PopulationConfigInput,
 } from '../src/train/population.ts';
-import { drawOpponent } from '../src/train/meta-rl.ts';
+import { drawOpponent } from '../src/train/trial-source.ts';
 import { fastBackend } from './helpers/backends.ts';
 
 const TRIAL = { episodes: 2, contextMode: 'history_only', reflect: false, maxTurns: 2, rules: 'none', temperature: 1 } as const;
@@ -27,7 +27,7 @@ function tinyConfig(over: Partial<PopulationConfigInput> = {}): PopulationConfig
     model: { contextLength: 96, nLayer: 1, nHead: 2, nEmbd: 16 },
     optimizer: { weightDecay: 0 },
     opponents: [{ name: 'conservative' }, { name: 'aggressive' }],
-    meta: { groups: 2, groupSize: 2, trial: TRIAL, credit: { invalidCoef: 2 } },
+    meta: { groups: 2, groupSize: 2, trial: TRIAL, credit: { kind: 'mage', invalidCoef: 2 } },
     league: { snapshotEvery: 1, maxSnapshots: 4 },
     pbt: { exploitEvery: 2, fitnessWindow: 2, readyAfter: 1 },
     ...over,
@@ -320,8 +320,9 @@ describe('PBT exploit and explore', () => {
       expect(v === b[0] || v === b[1] || [0.8, 1.25].some((f) => Math.abs(v - src.hyper[k] * f) < 1e-15)).toBe(true);
     }
     expect(m2.trainer.opt.lr).toBe(m2.hyper.lr);
-    expect(pop.memberConfig(m2).loss.entropyCoef).toBe(m2.hyper.entropyCoef);
-    expect(pop.memberConfig(m2).credit.gammaTrial).toBe(m2.hyper.gammaTrial);
+    expect(pop.memberConfig(m2).loss?.entropyCoef).toBe(m2.hyper.entropyCoef);
+    const credit = pop.memberConfig(m2).credit;
+    expect(credit?.kind === 'mage' && credit.gammaTrial).toBe(m2.hyper.gammaTrial);
     expect(m2.recentReturns).toEqual([]);
     expect(pop.league.winRates.toJSON().m2).toEqual(pop.league.winRates.toJSON().m0);
     expect(m0.hyper).toEqual(src.hyper);
@@ -351,7 +352,7 @@ describe('population checkpoints', () => {
     const rb = await b.runRound();
     expect(rb.exploits).toEqual(ra.exploits);
     expect(rb.exploits.length).toBeGreaterThan(0);
-    expect(rb.members.map((m) => m.metrics.finalReturn)).toEqual(ra.members.map((m) => m.metrics.finalReturn));
+    expect(rb.members.map((m) => m.metrics.meanReward)).toEqual(ra.members.map((m) => m.metrics.meanReward));
     expect(rb.members.map((m) => m.opponents)).toEqual(ra.members.map((m) => m.opponents));
     b.members.forEach((m, i) => {
       const ma = a.members[i]!;

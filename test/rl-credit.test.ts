@@ -10,7 +10,7 @@ import {
   trialReturns,
   type StepSample,
   type TrialStep,
-  type TrialStepRecord,
+  type CreditStep,
 } from '../src/rl/index.ts';
 
 const close = (got: ArrayLike<number>, want: number[], digits = 9) => {
@@ -109,12 +109,12 @@ describe('penalties', () => {
 });
 
 describe('assignTrialCredit (trial step records → scores and returns)', () => {
-  const records: TrialStepRecord[] = [
-    { kind: 'play', episode: 0, stepReward: 0, valid: true, length: 10 },
-    { kind: 'play', episode: 0, stepReward: 1, valid: false, length: 10 },
-    { kind: 'reflection', episode: 0, stepReward: 0, valid: false, length: 10 },
-    { kind: 'play', episode: 1, stepReward: 0, valid: true, length: 10 },
-    { kind: 'play', episode: 1, stepReward: 3, valid: true, length: 90 },
+  const records: CreditStep[] = [
+    { kind: 'play', episode: 0, reward: 0, valid: true, length: 10 },
+    { kind: 'play', episode: 0, reward: 1, valid: false, length: 10 },
+    { kind: 'reflection', episode: 0, reward: 0, valid: false, length: 10 },
+    { kind: 'play', episode: 1, reward: 0, valid: true, length: 10 },
+    { kind: 'play', episode: 1, reward: 3, valid: true, length: 90 },
   ];
   it('invalid and length penalties on scores, returns untouched (MAGE)', () => {
     const out = assignTrialCredit(records, { gammaStep: 0.95, gammaTrial: 0.6, invalidCoef: 0.5, lengthCoef: 2, maxLength: 100 });

@@ -7,10 +7,9 @@ import {
   RolloutSourceExhaustedError,
   parseRolloutControllerConfig,
   type ConsumedGroup,
-  type RolloutContext,
   type RolloutControllerConfigInput,
-  type RolloutWorkflow,
 } from '../src/train/rollout-controller.ts';
+import type { RolloutContext, RolloutWorkflow } from '../src/core/workflow.ts';
 import {
   addTokenStaleness,
   admissionCapacity,

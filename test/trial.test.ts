@@ -1,11 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { runTrial, TRIAL_WORDS } from '../src/agents/trial.ts';
-import { creditAndAdvantages } from '../src/train/meta-rl.ts';
+import { prepareBatch } from '../src/rl/stages.ts';
+import type { Trajectory } from '../src/core/types.ts';
 import { WordTokenizer } from '../src/engine/tokenizer.ts';
 import { BanditEnv } from '../src/envs/bandit.ts';
 import { KuhnEnv } from '../src/envs/kuhn.ts';
 import type { InferenceEngine, SampledCompletion, SamplingParams } from '../src/engine/types.ts';
-import type { TrialStepMeta } from '../src/agents/trial.ts';
+
+const MAGE = { kind: 'mage' as const, invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' as const };
+const GIGPO = { estimator: 'gigpo' as const, mode: 'mean_norm' as const, stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' as const };
+const creditAndAdvantages = (trajs: Trajectory[]) => prepareBatch([{ trajectories: trajs, groupId: 'g' }], MAGE, GIGPO);
 
 /** An engine that answers with scripted texts and records the prompts it saw. */
 function scripted(tok: WordTokenizer, answers: string[]): InferenceEngine & { prompts: string[]; params: SamplingParams[] } {
@@ -39,9 +43,9 @@ describe('MAGE trials', () => {
     const wrong = best === 'A' ? 'B' : 'A';
     const engine = scripted(tok, [`<action> ${wrong} </action>`, '<remark> avoid ' + wrong + ' </remark>', `<action> ${best} </action>`, '<remark> good </remark>', `<action> ${best} </action>`]);
     const t = await runTrial(env, engine, { episodes: 3, contextMode: 'history_and_reflection', rules: 'none' }, { seed: 11, groupId: 'g0', opponent: 'none' });
-    const kinds = t.samples.map((s) => (s.meta as unknown as TrialStepMeta).kind);
+    const kinds = t.samples.map((s) => s.step!.kind);
     expect(kinds).toEqual(['play', 'reflection', 'play', 'reflection', 'play']);
-    expect(t.info.episodeReturns).toEqual([0, 1, 1]);
+    expect(t.episodes!.map((e) => e.reward)).toEqual([0, 1, 1]);
     expect(t.reward).toBe(1);
     expect(engine.prompts[2]).toContain(`-> ${wrong} result lost`);
     expect(engine.prompts[2]).toContain(`remark : avoid ${wrong}`);
@@ -78,7 +82,7 @@ describe('MAGE trials', () => {
     for (const [k, seed] of [[0, 8], [1, 21], [2, 22], [3, 23]] as const) {
       const single = scripted(tok, Array.from({ length: 5 }, () => '<action> BET </action>'));
       await runTrial(new KuhnEnv({ opponent: 'aggressive' }), single, { episodes: 1, reflect: false, rules: 'none' }, { seed, groupId: 'g', opponent: 'aggressive' });
-      const first = t.samples.findIndex((s) => (s.meta as unknown as TrialStepMeta).episode === k);
+      const first = t.samples.findIndex((s) => s.step!.episode === k);
       expect(multi.prompts[first]).toBe(single.prompts[0]);
     }
   });
@@ -93,7 +97,7 @@ describe('MAGE trials', () => {
     const t = await runTrial(env, engine, { episodes: 3, reflect: false, stateMode: 'new_state', contextMode: 'history_only', pastEpisodes: 'outcome', historyWindow: 0, rules: 'none' }, { seed: 5, groupId: 'g', opponent: 'aggressive' });
     const last = engine.prompts[engine.prompts.length - 1]!;
     expect(last).toContain(`| ep 1 ${records[0]} | ep 2 ${records[1]} | now moves none | i`);
-    expect(t.samples.map((s) => s.keys.episode)).toEqual(t.samples.map((s) => String((s.meta as unknown as TrialStepMeta).episode)));
+    expect(t.samples.map((s) => s.keys.episode)).toEqual(t.samples.map((s) => String(s.step!.episode)));
   });
 
   it('same_state replays the deal; new_state draws fresh deals with the same opponent', async () => {
@@ -119,11 +123,11 @@ describe('MAGE trials', () => {
     const { env, tok } = bandit();
     const engine = scripted(tok, ['complete garbage', '<remark> bad', '<action> B </action>']);
     const t = await runTrial(env, engine, { episodes: 2, rules: 'none', constrained: false }, { seed: 2, groupId: 'g', opponent: 'none' });
-    const metas = t.samples.map((s) => s.meta as unknown as TrialStepMeta);
+    const metas = t.samples.map((s) => s.step!);
     expect(metas[0]!.valid).toBe(false); // unparseable action
     expect(metas[1]!.valid).toBe(false); // missing </remark>
-    expect(t.info.invalidTurns).toBe(1);
-    const credited = creditAndAdvantages([t], { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    expect(metas.filter((m) => m.kind === 'play' && !m.valid)).toHaveLength(1);
+    const credited = creditAndAdvantages([t]);
     // The invalid play step is charged the penalty in its score, so its advantage is below the valid step's.
     expect(credited[0]!.advantage as number).toBeLessThan(credited[2]!.advantage as number);
   });
@@ -132,7 +136,7 @@ describe('MAGE trials', () => {
     const tok = WordTokenizer.fromVocabulary([...new KuhnEnv().vocabulary(), ...TRIAL_WORDS]);
     const run = (opp: string) => runTrial(new KuhnEnv({ opponent: opp, seat: 1 }), scripted(tok, Array.from({ length: 10 }, () => '<action> BET </action>')), { episodes: 1, reflect: false, rules: 'none' }, { seed: 5, groupId: 'g', opponent: opp });
     const trajs = [await run('aggressive'), await run('aggressive'), await run('conservative'), await run('conservative')];
-    const samples = creditAndAdvantages(trajs, { credit: { invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' }, advantage: { mode: 'mean_norm', stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' } });
+    const samples = creditAndAdvantages(trajs);
     // Identical play within an opponent → every advantage is 0 even though the two opponents pay differently.
     expect(trajs[0]!.reward).not.toBe(trajs[2]!.reward);
     for (const s of samples) expect(s.advantage).toBeCloseTo(0, 9);
@@ -155,21 +159,28 @@ describe('outcome-token histories', () => {
   });
 });
 
-describe('meta-RL iteration', () => {
-  it('minibatches: one PPO step per minibatch, every trial trained once, weights published', async () => {
+describe('MAGE trials in the training loop', () => {
+  it('minibatches: one PPO step per minibatch, every trial trained once, one weight version per batch', async () => {
     const { buildMetaSetup } = await import('../src/train/meta-setup.ts');
-    const { metaRlIteration, parseMetaRlConfig } = await import('../src/train/meta-rl.ts');
-    const { Rng } = await import('../src/core/rng.ts');
-    const { KUHN_RECIPE } = await import('../src/train/recipes.ts');
-    const setup = buildMetaSetup({ env: 'kuhn', envOptions: KUHN_RECIPE.envOptions, opponents: ['aggressive'], model: { contextLength: 64, nLayer: 1, nHead: 2, nEmbd: 16 }, optimizer: { lr: 1e-3 }, seed: 0, outcomeTokens: true });
-    const cfg = parseMetaRlConfig({ iterations: 1, groups: 2, groupSize: 4, minibatches: 3, opponents: [{ name: 'aggressive' }], trial: { ...KUHN_RECIPE.trial, episodes: 2 }, ...KUHN_RECIPE.training });
+    const { Trainer } = await import('../src/train/trainer.ts');
+    const { InProcessTrainer } = await import('../src/train/policy-trainer.ts');
+    const { trialWorkflow } = await import('../src/agents/trial.ts');
+    const { trialSource } = await import('../src/train/trial-source.ts');
+    const trial = { episodes: 2, contextMode: 'history_only' as const, reflect: false, stateMode: 'new_state' as const, maxTurns: 2, rules: 'none' as const, historyWindow: 0, obsWindow: 0, pastEpisodes: 'outcome' as const };
+    const setup = buildMetaSetup({ env: 'kuhn', envOptions: { seat: 'random', observation: 'token', rewardScale: 1 }, opponents: ['aggressive'], model: { contextLength: 64, nLayer: 1, nHead: 2, nEmbd: 16 }, optimizer: { lr: 1e-3 }, seed: 0, outcomeTokens: true });
     const steps: number[] = [];
     const orig = setup.trainer.trainStep.bind(setup.trainer);
     setup.trainer.trainStep = (samples, loss, o) => { steps.push(samples.length); return orig(samples, loss, o); };
-    const m = await metaRlIteration(cfg, { engine: setup.engine, trainer: setup.trainer, makeEnv: setup.makeEnv }, 0, new Rng(1));
+    const loop = new Trainer({
+      config: { steps: 1, batchSize: 2, groupSize: 4, minibatches: 3, credit: { kind: 'mage', episodeReward: 'raw' }, advantage: { estimator: 'gigpo', groupBy: ['group', 'opponent', 'episode'] }, loss: { kind: 'ppo', entropyCoef: 0.3 } },
+      engine: setup.engine, trainer: new InProcessTrainer(setup.trainer), source: trialSource(1, [{ name: 'aggressive', weight: 1 }]), workflow: trialWorkflow(setup.engine, setup.makeEnv, trial),
+    });
+    const { steps: [m] } = await loop.run();
     expect(steps.length).toBe(3);
-    expect(steps.reduce((a, b) => a + b, 0)).toBe(m.samples);
-    expect(setup.engine.version()).toBe(setup.trainer.version());
-    expect(setup.trainer.version()).toBe(3);
+    expect(steps.reduce((a, b) => a + b, 0)).toBe(m!.samples);
+    expect(setup.trainer.version()).toBe(3); // three optimizer steps …
+    expect(setup.engine.version()).toBe(1); // … one published weight version
+    expect(m!.trainer.minibatches).toBe(3);
+    expect(m!.episodeReward).toHaveLength(2);
   });
 });

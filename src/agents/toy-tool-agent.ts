@@ -18,7 +18,7 @@ import type { Trajectory } from '../core/types.ts';
 import { appendCompletion, appendContext, emptySeq, TokenSource } from '../core/types.ts';
 import { Rng } from '../core/rng.ts';
 import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
-import type { RolloutContext, RolloutWorkflow } from '../train/rollout-controller.ts';
+import type { RolloutContext, RolloutWorkflow } from '../core/workflow.ts';
 
 export const QUESTION_ID = 0;
 export const TOOL_ID = 1;

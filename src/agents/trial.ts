@@ -4,11 +4,13 @@
  * prompt is the rebuilt text context (rules, past episodes per the context mode, the current
  * episode's recent moves) and whose completion carries exact token logprobs and versions.
  *
- * Credit assignment is not done here: samples carry what src/rl/credit needs in `meta` (kind,
- * episode, step reward, validity, anchor) and `assignTrialCredit` turns them into returns.
+ * Credit assignment is not done here: each sample carries its environment reward and a typed step
+ * record (kind, episode, turn, validity, length), the trajectory its episode outcomes, and the
+ * trainer's credit stage (src/rl/stages.ts) turns them into returns.
  */
 import { z } from 'zod';
-import type { Sample, Trajectory } from '../core/types.ts';
+import type { EpisodeRecord, Sample, StepRecord, Trajectory } from '../core/types.ts';
+import type { RolloutWorkflow } from '../core/workflow.ts';
 import { appendCompletion, appendContext, emptySeq, TokenSource } from '../core/types.ts';
 import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
 import type { TextEnv } from '../envs/types.ts';
@@ -57,44 +59,29 @@ export const TrialConfigSchema = z.object({
    * lets a tiny model read each past episode as one embedding).
    */
   pastEpisodes: z.enum(['moves', 'summary', 'outcome']).default('moves'),
-});
+}).strict();
 export type TrialConfig = z.output<typeof TrialConfigSchema>;
 
 /** Words the trial's own prompt text uses (for building the built-in model's tokenizer). */
 export const TRIAL_WORDS = ['trial', 'of', 'ep', 'remark', 'result', 'won', 'lost', 'now', '->', ';', ':', '|', 'reflect', 'moves', 'none', 'final', ...Array.from({ length: 10 }, (_, i) => String(i))];
 
-export interface TrialStepMeta {
-  kind: 'play' | 'reflection';
-  episode: number;
-  turn: number;
-  /** Environment reward of this play turn (0 for reflections). */
-  stepReward: number;
-  /** Parsed and legal (play) / well-formed remark (reflection). */
-  valid: boolean;
-  /** Observation the action was taken in (GiGPO step-group anchor); reflections share one anchor. */
-  anchor: string;
-  /** Completion length in tokens. */
-  length: number;
-  /** Was this the last play turn of its episode. */
-  lastOfEpisode: boolean;
-}
-
-export interface TrialOptions {
-  seed: number;
-  groupId: string;
+/** What a trial is played on: an opponent and the seed of its first episode's state. */
+export interface TrialItem {
   opponent: string;
+  seed: number;
   /** Seeds of episodes 1..K-1 in new_state mode (default: derived from seed). */
   episodeSeeds?: number[];
 }
 
-export interface TrialInfo {
-  opponent: string;
+export interface TrialOptions extends TrialItem {
+  groupId: string;
+  /** Aborts the trial's generation (the rollout controller's signal). */
+  signal?: AbortSignal;
+}
+
+/** Free-form details of a trial kept in Trajectory.info for logs and viewers. */
+export interface TrialLog {
   seed: number;
-  episodeReturns: number[];
-  episodeWon: boolean[];
-  /** The agent's seat in each episode ('' for envs without seats). */
-  episodeSeats: string[];
-  invalidTurns: number;
   reflections: string[];
   /** LLM calls whose prompt was cut on the left to fit the engine's context. */
   truncatedPrompts: number;
@@ -132,7 +119,8 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   const cfg = TrialConfigSchema.parse(cfgIn);
   const tok = engine.tokenizer;
   const samples: Sample[] = [];
-  const info: TrialInfo = { opponent: opts.opponent, seed: opts.seed, episodeReturns: [], episodeWon: [], episodeSeats: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
+  const episodes: EpisodeRecord[] = [];
+  const info: TrialLog = { seed: opts.seed, reflections: [], truncatedPrompts: 0 };
   const past: PastEpisode[] = [];
   const closeAction = tok.tokenId('</action>'), closeRemark = tok.tokenId('</remark>');
 
@@ -144,7 +132,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       ids = ids.slice(ids.length - room);
       info.truncatedPrompts++;
     }
-    const completion = await engine.generate(ids, { maxTokens, temperature: cfg.temperature, constraint, stopIds: stopId === undefined ? [] : [stopId] });
+    const completion = await engine.generate(ids, { maxTokens, temperature: cfg.temperature, constraint, stopIds: stopId === undefined ? [] : [stopId], signal: opts.signal });
     const seq = emptySeq();
     appendContext(seq, ids, TokenSource.prompt);
     appendCompletion(seq, completion);
@@ -153,7 +141,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
 
   for (let k = 0; k < cfg.episodes; k++) {
     const obs0 = k === 0 ? env.reset(opts.seed) : cfg.stateMode === 'same_state' ? env.restart() : env.reset(opts.episodeSeeds?.[k - 1] ?? deriveSeed(opts.seed, k));
-    info.episodeSeats.push(seatOf(env));
+    const seat = seatOf(env);
     const moves: Move[] = [];
     let obs = obs0;
     let done = false;
@@ -165,19 +153,17 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       const constraint = cfg.constrained ? slotConstraint(tok, slots) : undefined;
       const { seq, completion } = await call(prompt, constraint, cfg.constrained ? slots.length : 16, closeAction);
       const r = env.step(completion.text);
-      if (!r.valid) info.invalidTurns++;
       const anchor = cfg.anchor === 'prompt' ? prompt : obs;
-      const meta: TrialStepMeta = { kind: 'play', episode: k, turn, stepReward: r.reward, valid: r.valid, anchor, length: completion.ids.length, lastOfEpisode: false };
+      const step: StepRecord = { kind: 'play', episode: k, turn, valid: r.valid, length: completion.ids.length, lastOfEpisode: false };
       playIdx.push(samples.length);
-      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, meta: { ...meta } });
+      samples.push({ seq, reward: r.reward, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, step });
       moves.push({ obs, action: actionText(completion.text) });
       obs = r.observation;
       done = r.done;
     }
-    if (playIdx.length > 0) (samples[playIdx[playIdx.length - 1]!]!.meta as unknown as TrialStepMeta).lastOfEpisode = true;
+    if (playIdx.length > 0) samples[playIdx[playIdx.length - 1]!]!.step!.lastOfEpisode = true;
     const won = env.won();
-    info.episodeReturns.push(env.episodeReturn());
-    info.episodeWon.push(won);
+    episodes.push({ reward: env.episodeReturn(), won, done, seat });
     const ep: PastEpisode = { moves, won, summary: env.observe(), token: env.episodeToken?.() };
     past.push(ep);
     const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
@@ -190,13 +176,19 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       ep.remark = remark ?? '';
       info.reflections.push(remark ?? '');
       const anchor = cfg.anchor === 'prompt' ? prompt : 'reflection';
-      const meta: TrialStepMeta = { kind: 'reflection', episode: k, turn: -1, stepReward: 0, valid: remark !== null, anchor, length: completion.ids.length, lastOfEpisode: false };
-      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, meta: { ...meta } });
+      const step: StepRecord = { kind: 'reflection', episode: k, turn: -1, valid: remark !== null, length: completion.ids.length, lastOfEpisode: false };
+      samples.push({ seq, reward: 0, keys: { group: opts.groupId, opponent: opts.opponent, episode: String(k), anchor }, temperature: cfg.temperature, step });
     }
     if (last) break;
   }
-  const finalReturn = info.episodeReturns[info.episodeReturns.length - 1] ?? 0;
-  return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, info: { ...info } };
+  const finalReturn = episodes[episodes.length - 1]?.reward ?? 0;
+  return { id: `${opts.groupId}/${opts.seed}`, groupId: opts.groupId, samples, reward: finalReturn, episodes, opponent: opts.opponent, info: { ...info } };
+}
+
+/** Trials as a rollout workflow: each run plays one trial of the item on a fresh env. */
+export function trialWorkflow(engine: InferenceEngine, makeEnv: (opponent: string) => TextEnv, trial: z.input<typeof TrialConfigSchema>): RolloutWorkflow<TrialItem> {
+  const cfg = TrialConfigSchema.parse(trial);
+  return (item, ctx) => runTrial(makeEnv(item.opponent), engine, cfg, { ...item, groupId: ctx.groupId, signal: ctx.signal });
 }
 
 /** The env's current seat as text ('' when it has none). */

@@ -4,21 +4,13 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { defaultBackend } from '../engine/backends.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { Transformer } from '../engine/model.ts';
 import { envFactory } from '../train/meta-setup.ts';
 import { evaluatePolicy, evaluateRandom, evalTable } from '../eval/trials.ts';
-import { TrialConfigSchema } from '../agents/trial.ts';
-
-const SavedRunSchema = z.object({
-  env: z.string(),
-  envOptions: z.record(z.unknown()).default({}),
-  trial: TrialConfigSchema.partial().default({}),
-  opponents: z.array(z.string()).min(1),
-});
+import { parseRunConfig, TRIAL_TASKS } from '../train/run-config.ts';
 
 export interface EvalCliOptions {
   checkpoint: string;
@@ -32,21 +24,24 @@ export interface EvalCliOptions {
 export async function runEval(o: EvalCliOptions): Promise<void> {
   const { trainer, tokenizer, checkpoint } = await loadTrainerCheckpoint(o.checkpoint, defaultBackend());
   if (!tokenizer) throw new Error(`checkpoint ${o.checkpoint} has no tokenizer; it cannot drive text trials`);
-  const saved = SavedRunSchema.safeParse(checkpoint.trainerState);
-  if (!saved.success) throw new Error(`checkpoint ${o.checkpoint}: trainerState does not describe a meta-RL run (${saved.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`);
-  const run = saved.data;
+  const state = checkpoint.trainerState as { config?: unknown } | null;
+  if (!state?.config) throw new Error(`checkpoint ${o.checkpoint} was not written by agentrl train (its trainerState has no run config)`);
+  const run = parseRunConfig(state.config);
+  if (!(TRIAL_TASKS as readonly string[]).includes(run.task)) throw new Error(`agentrl eval plays trials; checkpoint ${o.checkpoint} is a '${run.task}' run`);
+  if (!(o.trials >= 1)) throw new Error(`--trials must be ≥ 1 (got ${o.trials})`);
+  if (o.episodes !== undefined && !(o.episodes >= 1)) throw new Error(`--episodes must be ≥ 1 (got ${o.episodes})`);
   const model = new Transformer(trainer.model.config, trainer.model.backend, 0);
   model.params.set(trainer.model.params);
   const engine = new BuiltinEngine(model, tokenizer, { maxBatch: 128, seed: o.seed });
-  const trial = { ...run.trial, ...(o.episodes ? { episodes: o.episodes } : {}) };
-  const evalOpts = { opponents: o.opponents ?? run.opponents, trials: o.trials, seed: o.seed, makeEnv: envFactory(run.env, run.envOptions), trial };
+  const trial = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}) };
+  const evalOpts = { opponents: o.opponents ?? run.eval.opponents ?? run.opponents.map((x) => x.name), trials: o.trials, seed: o.seed, makeEnv: envFactory(run.task, run.envOptions), trial };
   const policy = await evaluatePolicy(`checkpoint@${checkpoint.step}`, engine, evalOpts);
   const random = evaluateRandom(evalOpts);
   const out = o.out ?? join(o.checkpoint, '..');
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'eval.json'), JSON.stringify({ checkpoint: o.checkpoint, env: run.env, reports: [policy, random] }, null, 2) + '\n');
+  writeFileSync(join(out, 'eval-checkpoint.json'), JSON.stringify({ checkpoint: o.checkpoint, task: run.task, reports: [policy, random] }, null, 2) + '\n');
   const table = evalTable([policy, random]);
-  writeFileSync(join(out, 'eval.md'), `# Evaluation of ${o.checkpoint}\n\nEnvironment ${run.env}, ${o.trials} trials per opponent, seed ${o.seed}.\n\n${table}\n`);
+  writeFileSync(join(out, 'eval-checkpoint.md'), `# Evaluation of ${o.checkpoint}\n\nTask ${run.task}, ${o.trials} trials per opponent, seed ${o.seed}.\n\n${table}\n`);
   console.log(table);
-  console.log(`wrote ${join(out, 'eval.json')} and eval.md`);
+  console.log(`wrote ${join(out, 'eval-checkpoint.json')} and eval-checkpoint.md`);
 }

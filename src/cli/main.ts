@@ -2,6 +2,10 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { runQuickstart } from './quickstart.ts';
 import { runEval } from './eval.ts';
+import { runTrainCommand } from './train.ts';
+import { createRequire } from 'node:module';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
 function int(v: string): number {
   const n = Number(v);
@@ -11,7 +15,24 @@ function int(v: string): number {
 
 const program = new Command()
   .name('agentrl')
-  .description('RL training of LLM agents: multi-episode meta-RL (MAGE) and asynchronous agentic RL, on a built-in CPU engine or remote engines.');
+  .description('RL training of LLM agents: multi-episode meta-RL (MAGE) and asynchronous agentic RL, on the built-in CPU engine.')
+  .version(version)
+  .showHelpAfterError();
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+program
+  .command('train')
+  .description('Train any built-in task (bandit, kuhn, tictactoe, sokoban, rps, toy-tool) from a YAML/JSON config, synchronously (trainer.maxStaleness 0) or asynchronously, with or without a population; writes config.json, metrics.jsonl, checkpoint/, eval.json and plot.svg to the run directory. Examples: examples/configs/*.yaml.')
+  .argument('<config>', 'run config (YAML or JSON)')
+  .option('--out <dir>', 'run directory (default runs/<config name>)')
+  .option('--set <key=value>', 'override a config field by its dotted path, e.g. --set trainer.steps=10 (repeatable)', collect, [])
+  .option('--resume', 'continue from the run directory\'s checkpoint (the config must be unchanged)')
+  .action(async (config: string, o: { out?: string; set: string[]; resume?: boolean }) => {
+    await runTrainCommand(config, { out: o.out, set: o.set, resume: !!o.resume });
+  });
 
 program
   .command('quickstart')
@@ -36,6 +57,11 @@ program
   .action(async (o: { checkpoint: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string }) => {
     await runEval({ ...o, opponents: o.opponents?.split(',').filter(Boolean) });
   });
+
+if (process.argv.length <= 2) {
+  program.outputHelp();
+  process.exit(0);
+}
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   console.error(`agentrl: ${e instanceof Error ? e.message : String(e)}`);

@@ -38,22 +38,54 @@ export interface Completion {
 }
 
 /**
+ * What an agent records about one LLM call (one step) for credit assignment. Typed, shared by agents
+ * and src/rl: a MAGE trial's play turns and reflections, a tool agent's turns.
+ */
+export interface StepRecord {
+  /** `play`: an action in an environment; `reflection`: a remark between episodes; `turn`: any other call (tool agents). */
+  kind: 'play' | 'reflection' | 'turn';
+  /** Episode index within the trajectory (0 for single-episode agents). */
+  episode: number;
+  /** Turn index within the episode (-1 for reflections). */
+  turn: number;
+  /** The output parsed and was legal (action) / well-formed (remark, tool call). */
+  valid: boolean;
+  /** Completion length in tokens. */
+  length: number;
+  /** The last play step of its episode. */
+  lastOfEpisode: boolean;
+}
+
+/**
  * One trained sample: a context (prompt, not trained) followed by tokens, some trained.
  * Multi-turn agents either put each LLM call in its own sample (MAGE) or grow one sequence whose
  * tool/env tokens are masked out (ASearcher).
  */
 export interface Sample {
   seq: TokenSeq;
-  /** Scalar reward or return credited to this sample, before advantage estimation. */
+  /** Environment reward of this step (a single-call agent: the outcome reward). Never overwritten. */
   reward: number;
+  /** Return credited to this sample by the credit stage (src/rl/credit.ts); absent before it. */
+  ret?: number;
   /** Advantage per sample (broadcast over trained tokens) or per token. Filled by src/rl. */
   advantage?: number | number[];
   /** Keys whose values define the groups advantages are normalised within (see src/rl/advantages). */
   keys: Record<string, string>;
   /** Sampling temperature of the model tokens (default 1): logprobs are recomputed under it. */
   temperature?: number;
-  /** Free-form, JSON-safe metadata (episode index, opponent, step kind …). */
-  meta?: Record<string, unknown>;
+  /** The step this sample is (multi-step agents); credit stages that need it check it is there. */
+  step?: StepRecord;
+}
+
+/** Outcome of one episode of a trajectory (a MAGE trial has K of them). */
+export interface EpisodeRecord {
+  /** The episode's return R_k (environment reward summed over the episode). */
+  reward: number;
+  won: boolean;
+  /** The environment ended the episode (false: cut by the turn cap). */
+  done: boolean;
+  /** The agent's seat in this episode ('' for envs without seats). */
+  seat: string;
 }
 
 /** A finished rollout of one workflow run (an episode, a multi-episode trial, a search session). */
@@ -62,8 +94,13 @@ export interface Trajectory {
   /** The group this trajectory is compared within (same prompt / same seed+opponent). */
   groupId: string;
   samples: Sample[];
-  /** The trajectory's scalar outcome (for logging and group filtering). */
+  /** The trajectory's scalar outcome (for logging, group filtering and outcome credit). */
   reward: number;
+  /** Per-episode outcomes, in order (multi-episode agents). */
+  episodes?: EpisodeRecord[];
+  /** The opponent played, for per-opponent statistics ('' or absent when none). */
+  opponent?: string;
+  /** Free-form, JSON-safe details for logs and viewers; never read back by training code. */
   info: Record<string, unknown>;
 }
 

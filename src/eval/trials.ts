@@ -5,9 +5,23 @@
  */
 import type { TextEnv } from '../envs/types.ts';
 import type { InferenceEngine } from '../engine/types.ts';
+import type { EpisodeRecord, Trajectory } from '../core/types.ts';
 import { Rng } from '../core/rng.ts';
-import { deriveSeed, runTrial, seatOf, TrialConfigSchema, type TrialInfo } from '../agents/trial.ts';
+import { deriveSeed, seatOf, TrialConfigSchema, trialWorkflow, type TrialItem } from '../agents/trial.ts';
+import { collectRollouts } from '../train/rollout-controller.ts';
 import type { z } from 'zod';
+
+/** What evaluation reads of a trial: its episode outcomes and its number of invalid turns. */
+export interface TrialOutcome {
+  episodes: EpisodeRecord[];
+  invalidTurns: number;
+}
+
+/** A trajectory's outcome (its play steps' validity counts the invalid turns). */
+export function trialOutcome(t: Trajectory): TrialOutcome {
+  if (!t.episodes) throw new Error(`trial evaluation: trajectory ${t.id} has no episode records (not a trial)`);
+  return { episodes: t.episodes, invalidTurns: t.samples.filter((s) => s.step?.kind === 'play' && !s.step.valid).length };
+}
 
 export interface EpisodeStats {
   episode: number;
@@ -31,6 +45,8 @@ export interface OpponentEval {
   invalidRate: number;
   /** The same statistics split by the agent's seat in that episode (games with seats only). */
   bySeat?: Record<string, EpisodeStats[]>;
+  /** Each trial's episode rewards, trial i on seed evalSeed(seed, i): policies evaluated with the same seed can be paired per deal. */
+  trialRewards: number[][];
 }
 
 export interface EvalReport {
@@ -49,26 +65,26 @@ function meanSe(xs: number[]): [number, number] {
 }
 
 /** Per-episode statistics over the trials; `seat` keeps only the episodes played from that seat. */
-function episodeStats(infos: TrialInfo[], K: number, seat?: string): EpisodeStats[] {
+function episodeStats(infos: TrialOutcome[], K: number, seat?: string): EpisodeStats[] {
   const episodes: EpisodeStats[] = [];
   for (let k = 0; k < K; k++) {
-    const reached = infos.filter((i) => i.episodeReturns.length > k && (seat === undefined || i.episodeSeats[k] === seat));
-    const [mr, sr] = meanSe(reached.map((i) => i.episodeReturns[k]!));
-    const [mw, sw] = meanSe(reached.map((i) => (i.episodeWon[k] ? 1 : 0)));
+    const reached = infos.filter((i) => i.episodes.length > k && (seat === undefined || i.episodes[k]!.seat === seat));
+    const [mr, sr] = meanSe(reached.map((i) => i.episodes[k]!.reward));
+    const [mw, sw] = meanSe(reached.map((i) => (i.episodes[k]!.won ? 1 : 0)));
     // Trials played from this seat up to episode k (the seat of the last episode they reached).
-    const pool = seat === undefined ? infos : infos.filter((i) => i.episodeSeats[Math.min(k, i.episodeSeats.length - 1)] === seat);
-    const success = pool.filter((i) => i.episodeWon.slice(0, k + 1).some(Boolean)).length / Math.max(1, pool.length);
+    const pool = seat === undefined ? infos : infos.filter((i) => i.episodes[Math.min(k, i.episodes.length - 1)]?.seat === seat);
+    const success = pool.filter((i) => i.episodes.slice(0, k + 1).some((e) => e.won)).length / Math.max(1, pool.length);
     episodes.push({ episode: k, n: reached.length, meanReturn: mr, seReturn: sr, winRate: mw, seWin: sw, successRate: success });
   }
   return episodes;
 }
 
-function summarise(opponent: string, infos: TrialInfo[], K: number, turns: number): OpponentEval {
+function summarise(opponent: string, infos: TrialOutcome[], K: number, turns: number): OpponentEval {
   const episodes = episodeStats(infos, K);
-  const [fm, fs] = meanSe(infos.map((i) => i.episodeReturns[i.episodeReturns.length - 1]!));
+  const [fm, fs] = meanSe(infos.map((i) => i.episodes[i.episodes.length - 1]!.reward));
   const invalid = infos.reduce((a, i) => a + i.invalidTurns, 0) / Math.max(1, turns);
-  const out: OpponentEval = { opponent, trials: infos.length, episodes, finalReturn: fm, seFinal: fs, invalidRate: invalid };
-  const seats = [...new Set(infos.flatMap((i) => i.episodeSeats))].filter((s) => s !== '').sort();
+  const out: OpponentEval = { opponent, trials: infos.length, episodes, finalReturn: fm, seFinal: fs, invalidRate: invalid, trialRewards: infos.map((i) => i.episodes.map((e) => e.reward)) };
+  const seats = [...new Set(infos.flatMap((i) => i.episodes.map((e) => e.seat)))].filter((s) => s !== '').sort();
   if (seats.length > 0) out.bySeat = Object.fromEntries(seats.map((s) => [s, episodeStats(infos, K, s)]));
   return out;
 }
@@ -81,52 +97,64 @@ export interface EvalOptions {
   trial: z.input<typeof TrialConfigSchema>;
 }
 
-/** Evaluate the engine's policy in K-episode trials. */
+/**
+ * Evaluate the engine's policy in K-episode trials: the trial workflow run by the rollout controller,
+ * as in training, without a trainer. Trial i against every opponent uses seed evalSeed(seed, i).
+ */
 export async function evaluatePolicy(name: string, engine: InferenceEngine, o: EvalOptions): Promise<EvalReport> {
   const trialConfig = TrialConfigSchema.parse(o.trial);
+  const workflow = trialWorkflow(engine, o.makeEnv, trialConfig);
   const opponents: OpponentEval[] = [];
   for (const opp of o.opponents) {
-    const trajs = await Promise.all(
-      Array.from({ length: o.trials }, (_, i) => runTrial(o.makeEnv(opp), engine, trialConfig, { seed: evalSeed(o.seed, i), groupId: `eval/${opp}/${i}`, opponent: opp })),
-    );
-    const turns = trajs.reduce((a, t) => a + t.samples.filter((s) => (s.meta as { kind?: string })?.kind === 'play').length, 0);
-    opponents.push(summarise(opp, trajs.map((t) => t.info as unknown as TrialInfo), trialConfig.episodes, turns));
+    const items: TrialItem[] = Array.from({ length: o.trials }, (_, i) => ({ opponent: opp, seed: evalSeed(o.seed, i) }));
+    const trajs = await collectRollouts(items, workflow);
+    const turns = trajs.reduce((a, t) => a + t.samples.filter((s) => s.step?.kind === 'play').length, 0);
+    opponents.push(summarise(opp, trajs.map(trialOutcome), trialConfig.episodes, turns));
   }
   return { policy: name, trialConfig, opponents };
 }
 
+/** Picks a scripted player's action from the env's state (an oracle, a heuristic, a random player). */
+export type ScriptedPlayer = (env: TextEnv, opponent: string, rng: Rng) => string;
+
 /** A uniformly random policy over the env's legal actions, in the same trial protocol. */
 export function evaluateRandom(o: EvalOptions): EvalReport {
+  return evaluateScripted('random', (env, _opponent, rng) => {
+    const legal = env.legalActions();
+    return legal[rng.int(legal.length)]!;
+  }, o);
+}
+
+/** A scripted player in the same trial protocol and on the same seeds (deals) as evaluatePolicy. */
+export function evaluateScripted(name: string, play: ScriptedPlayer, o: EvalOptions): EvalReport {
   const trialConfig = TrialConfigSchema.parse(o.trial);
   const opponents: OpponentEval[] = [];
   for (const opp of o.opponents) {
-    const infos: TrialInfo[] = [];
+    const infos: TrialOutcome[] = [];
     let turns = 0;
     for (let i = 0; i < o.trials; i++) {
       const env = o.makeEnv(opp);
       const seed = evalSeed(o.seed, i);
       const rng = new Rng(seed ^ 0xabcdef);
-      const info: TrialInfo = { opponent: opp, seed, episodeReturns: [], episodeWon: [], episodeSeats: [], invalidTurns: 0, reflections: [], truncatedPrompts: 0 };
+      const info: TrialOutcome = { episodes: [], invalidTurns: 0 };
       for (let k = 0; k < trialConfig.episodes; k++) {
         if (k === 0) env.reset(seed);
         else if (trialConfig.stateMode === 'same_state') env.restart();
         else env.reset(deriveSeed(seed, k));
-        info.episodeSeats.push(seatOf(env));
+        const seat = seatOf(env);
         let done = false;
         for (let t = 0; t < trialConfig.maxTurns && !done; t++) {
-          const legal = env.legalActions();
-          done = env.step(`<action> ${legal[rng.int(legal.length)]} </action>`).done;
+          done = env.step(`<action> ${play(env, opp, rng)} </action>`).done;
           turns++;
         }
-        info.episodeReturns.push(env.episodeReturn());
-        info.episodeWon.push(env.won());
+        info.episodes.push({ reward: env.episodeReturn(), won: env.won(), done, seat });
         if (trialConfig.stopWhenWon && env.won()) break;
       }
       infos.push(info);
     }
     opponents.push(summarise(opp, infos, trialConfig.episodes, turns));
   }
-  return { policy: 'random', trialConfig, opponents };
+  return { policy: name, trialConfig, opponents };
 }
 
 /** Eval seeds are disjoint from training seeds (training draws full 32-bit seeds from its own stream). */

@@ -7,6 +7,7 @@
  * either a `play` turn or a `reflection` written after an episode. R_k is episode k's return.
  */
 import { z } from 'zod';
+import type { StepRecord } from '../core/types.ts';
 import { groupSamples, type GroupKeys } from './groups.ts';
 import { mean, std } from './stats.ts';
 
@@ -134,49 +135,43 @@ export function trialReturns(steps: readonly TrialStep[], cfg: TrialReturnsConfi
   return { returns, scores, stepRewards, episodeReturns, differential };
 }
 
-export const CreditConfigSchema = z
-  .object({
-    gammaStep: z.number().min(0).max(1).default(0.95),
-    gammaTrial: z.number().min(0).max(1).default(0.6),
-    /** Penalty coefficient for an invalid action or a missing remark (MAGE 0.5; Kuhn 2.0). */
-    invalidCoef: z.number().min(0).default(0.5),
-    /** Length-penalty coefficient (MAGE 2.0 TTT/Kuhn, 1.0 Sokoban); 0 = off. */
-    lengthCoef: z.number().min(0).default(0),
-    /** L of the length penalty, in completion tokens; required when lengthCoef > 0. */
-    maxLength: z.number().positive().nullable().default(null),
-    penaltyInReturns: z.boolean().default(false),
-    /** 'differential' (MAGE) or 'raw' episode rewards; see TrialReturnsConfig.episodeReward. */
-    episodeReward: z.enum(['differential', 'raw']).default('differential'),
-  })
-  .strict()
-  .superRefine((c, ctx) => {
-    if (c.lengthCoef > 0 && c.maxLength === null) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['maxLength'], message: 'lengthCoef > 0 needs maxLength (L, in tokens)' });
-  });
+/** Fields of MAGE credit assignment (shared by CreditConfigSchema and the trainer's credit stage). */
+export const MAGE_CREDIT_SHAPE = {
+  gammaStep: z.number().min(0).max(1).default(0.95),
+  gammaTrial: z.number().min(0).max(1).default(0.6),
+  /** Penalty coefficient for an invalid action or a missing remark (MAGE 0.5; Kuhn 2.0). */
+  invalidCoef: z.number().min(0).default(0.5),
+  /** Length-penalty coefficient (MAGE 2.0 TTT/Kuhn, 1.0 Sokoban); 0 = off. */
+  lengthCoef: z.number().min(0).default(0),
+  /** L of the length penalty, in completion tokens; required when lengthCoef > 0. */
+  maxLength: z.number().positive().nullable().default(null),
+  penaltyInReturns: z.boolean().default(false),
+  /** 'differential' (MAGE) or 'raw' episode rewards; see TrialReturnsConfig.episodeReward. */
+  episodeReward: z.enum(['differential', 'raw']).default('differential'),
+};
+
+/** lengthCoef > 0 needs maxLength. */
+export function checkMageCredit(c: { lengthCoef: number; maxLength: number | null }, ctx: z.RefinementCtx): void {
+  if (c.lengthCoef > 0 && c.maxLength === null) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['maxLength'], message: 'lengthCoef > 0 needs maxLength (L, in tokens)' });
+}
+
+export const CreditConfigSchema = z.object(MAGE_CREDIT_SHAPE).strict().superRefine(checkMageCredit);
 export type CreditConfig = z.output<typeof CreditConfigSchema>;
 export type CreditConfigInput = z.input<typeof CreditConfigSchema>;
 
-/** What a trial records per step (structurally a subset of agents/trial.ts TrialStepMeta). */
-export interface TrialStepRecord {
-  kind: 'play' | 'reflection';
-  episode: number;
-  /** Environment reward of the play turn (0 for reflections). */
-  stepReward: number;
-  /** Parsed and legal action / well-formed remark. */
-  valid: boolean;
-  /** Completion length in tokens. */
-  length: number;
-}
+/** A step as MAGE credit sees it: the agent's step record plus the environment reward of the step. */
+export type CreditStep = Pick<StepRecord, 'kind' | 'episode' | 'valid' | 'length'> & { reward: number };
 
 /**
  * MAGE credit for one trial: penalty_i = invalidPenalty(valid, invalidCoef) + lengthPenalty(length,
  * maxLength, lengthCoef), then `trialReturns`. Feed `scores` and `returns` to `stepAdvantages`.
  */
-export function assignTrialCredit(steps: readonly TrialStepRecord[], cfgIn: CreditConfigInput = {}, episodeReturns?: readonly number[]): TrialReturns {
+export function assignTrialCredit(steps: readonly CreditStep[], cfgIn: CreditConfigInput = {}, episodeReturns?: readonly number[]): TrialReturns {
   const cfg = CreditConfigSchema.parse(cfgIn);
   const trialSteps: TrialStep[] = steps.map((s) => ({
-    kind: s.kind,
+    kind: s.kind === 'reflection' ? 'reflection' : 'play',
     episode: s.episode,
-    reward: s.kind === 'play' ? s.stepReward : 0,
+    reward: s.kind === 'reflection' ? 0 : s.reward,
     penalty: invalidPenalty(s.valid, cfg.invalidCoef) + (cfg.lengthCoef > 0 ? lengthPenalty(s.length, cfg.maxLength!, cfg.lengthCoef) : 0),
   }));
   return trialReturns(trialSteps, { gammaStep: cfg.gammaStep, gammaTrial: cfg.gammaTrial, penaltyInReturns: cfg.penaltyInReturns, episodeReturns, episodeReward: cfg.episodeReward });

@@ -42,7 +42,8 @@ export {
   type TrialReturns,
   type TrialReturnsConfig,
   type TrialStep,
-  type TrialStepRecord,
+  type CreditStep,
+  MAGE_CREDIT_SHAPE,
 } from './credit.ts';
 export { groupSamples, type GroupKeys, type Grouping } from './groups.ts';
 export { mean, std } from './stats.ts';

@@ -24,21 +24,39 @@ export interface TrainedStep {
 export interface PolicyTrainer {
   /** Version of the weights the trainer holds now (0 before the first step). */
   version(): number;
-  /** One optimizer step on `samples` (advantages filled in). */
-  train(samples: Sample[], loss: LossConfigInput): Promise<TrainedStep>;
+  /**
+   * Train on one batch: one optimizer step per minibatch, in order (advantages filled in). With
+   * decoupled PPO every minibatch's proximal logprobs are those of the weights before the batch.
+   */
+  train(minibatches: Sample[][], loss: LossConfigInput): Promise<TrainedStep>;
   /** Release threads/memory. */
   close(): Promise<void>;
 }
 
 /**
- * One policy-gradient step. Decoupled PPO needs proximal logprobs: those of the weights *before*
- * this update, recomputed here on the trainer (AReaL); PPO uses the behaviour logprobs as π_old.
+ * Policy-gradient steps on one batch, one per minibatch. Decoupled PPO needs proximal logprobs: those
+ * of the weights *before* this batch's updates, recomputed here on the trainer (AReaL); PPO uses the
+ * behaviour logprobs as π_old. Metrics are the minibatches' means (tokens: their sum), plus
+ * `minibatches` and the largest clip fraction seen (`clipFracMax`).
  */
-export function policyStep(trainer: BuiltinTrainer, samples: Sample[], loss: LossConfigInput): { version: number; metrics: Record<string, number> } {
+export function policyStep(trainer: BuiltinTrainer, minibatches: Sample[][], loss: LossConfigInput): { version: number; metrics: Record<string, number> } {
+  if (minibatches.length === 0 || minibatches.some((mb) => mb.length === 0)) throw new Error('policyStep: every minibatch needs at least one sample');
   const lossFn = rlLoss(loss);
-  const proxLogprobs = loss.kind === 'decoupled_ppo' ? trainer.computeLogprobs(samples) : undefined;
-  const metrics = trainer.trainStep(samples, lossFn, { proxLogprobs });
-  return { version: trainer.version(), metrics: { ...metrics } };
+  const prox = loss.kind === 'decoupled_ppo' ? minibatches.map((mb) => trainer.computeLogprobs(mb)) : undefined;
+  const per = minibatches.map((mb, i) => ({ ...trainer.trainStep(mb, lossFn, { proxLogprobs: prox?.[i] }) }) as Record<string, number>);
+  return { version: trainer.version(), metrics: mergeMinibatchMetrics(per) };
+}
+
+/** Means of the minibatches' metrics; `tokens` summed; `clipFracMax` the largest clip fraction. */
+export function mergeMinibatchMetrics(per: Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const key of Object.keys(per[0] ?? {})) {
+    const xs = per.map((m) => m[key] ?? Number.NaN);
+    out[key] = key === 'tokens' ? xs.reduce((a, b) => a + b, 0) : xs.reduce((a, b) => a + b, 0) / xs.length;
+  }
+  if ('clipFrac' in out) out.clipFracMax = Math.max(...per.map((m) => m.clipFrac ?? 0));
+  out.minibatches = per.length;
+  return out;
 }
 
 /** A BuiltinTrainer on the calling thread behind the PolicyTrainer interface. */
@@ -49,12 +67,34 @@ export class InProcessTrainer implements PolicyTrainer {
     return this.trainer.version();
   }
 
-  async train(samples: Sample[], loss: LossConfigInput): Promise<TrainedStep> {
+  async train(minibatches: Sample[][], loss: LossConfigInput): Promise<TrainedStep> {
     const t0 = performance.now();
-    const { version, metrics } = policyStep(this.trainer, samples, loss);
+    const { version, metrics } = policyStep(this.trainer, minibatches, loss);
     const weights = Float32Array.from(this.trainer.model.params);
     return { version, weights, metrics, busySeconds: (performance.now() - t0) / 1000 };
   }
 
   async close(): Promise<void> {}
+}
+
+/** Everything a trainer needs to continue: weights, AdamW moments, optimizer step. */
+export interface TrainerState {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  step: number;
+}
+
+export function exportState(t: BuiltinTrainer): TrainerState {
+  return { params: Float32Array.from(t.model.params), m: Float32Array.from(t.m), v: Float32Array.from(t.v), step: t.step };
+}
+
+export function importState(t: BuiltinTrainer, s: TrainerState): void {
+  if (s.params.length !== t.model.params.length || s.m.length !== t.m.length || s.v.length !== t.v.length) {
+    throw new Error(`importState: state has ${s.params.length} parameters, the model ${t.model.params.length}`);
+  }
+  t.model.params.set(s.params);
+  t.m.set(s.m);
+  t.v.set(s.v);
+  t.step = s.step;
 }

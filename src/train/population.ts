@@ -30,13 +30,18 @@ import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { loadCheckpoint, saveCheckpoint } from '../engine/checkpoint.ts';
 import type { SerializableTokenizer } from '../engine/tokenizer.ts';
 import { buildMetaSetup, envFactory } from './meta-setup.ts';
-import { metaRlIteration, MetaRlConfigSchema, OpponentWeightSchema, parseMetaRlConfig, type IterationMetrics, type MetaRlConfig } from './meta-rl.ts';
+import { OpponentWeightSchema, trialSource } from './trial-source.ts';
+import { trialWorkflow, TrialConfigSchema } from '../agents/trial.ts';
+import { CreditStageSchema, AdvantageStageSchema } from '../rl/stages.ts';
+import { LossConfigSchema } from '../rl/losses.ts';
+import { Trainer, type StepMetrics, type TrainerConfigInput } from './trainer.ts';
+import { InProcessTrainer } from './policy-trainer.ts';
+import type { Trajectory } from '../core/types.ts';
 import type { BuiltinTrainer } from './builtin-trainer.ts';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from './trainer-checkpoint.ts';
 import { copyLearnerState, HyperSpaceSchema, perturbHyper, planExploit, sampleHyper, setLearningRate, type Hyper } from './population/pbt.ts';
 import { League, LeagueConfigSchema, SNAPSHOT_ADAPTERS, type LeagueSnapshotSupport } from './population/league.ts';
 import { WinRateTable, type WinRateJSON } from './population/pfsp.ts';
-import { finalResult, recordingEnv, type TrialRecord } from './population/recording-env.ts';
 import { generationName, paramsToTensors, removeUnreferenced, snapshotDirName, tensorsToParams, writeJsonAtomic } from './population/persist.ts';
 
 export { League, LeagueConfigSchema, kuhnSnapshotAdapter, SNAPSHOT_ADAPTERS, type SnapshotEntry, type SnapshotEnvAdapter, type FrozenPolicy } from './population/league.ts';
@@ -64,8 +69,18 @@ export const PopulationConfigSchema = z.object({
   optimizer: z.record(z.unknown()).default({}),
   /** Scripted opponents with base sampling weights. */
   opponents: z.array(OpponentWeightSchema).min(1),
-  /** Per-iteration meta-RL settings; loss.entropyCoef and credit.gammaTrial are replaced per member. */
-  meta: MetaRlConfigSchema.pick({ groups: true, groupSize: true, trial: true, credit: true, advantage: true, loss: true }).default({}),
+  /** Per-iteration training settings; loss.entropyCoef and credit.gammaTrial are replaced per member. */
+  meta: z.object({
+    /** Groups per iteration (each: one seed × one opponent). */
+    groups: z.number().int().min(1).default(16),
+    /** Trials per group (compared with each other). */
+    groupSize: z.number().int().min(2).default(8),
+    trial: TrialConfigSchema.default({}),
+    credit: CreditStageSchema.default({ kind: 'mage' }),
+    advantage: AdvantageStageSchema.default({ estimator: 'gigpo' }),
+    loss: LossConfigSchema.default({}),
+    minibatches: z.number().int().min(1).default(1),
+  }).strict().default({}),
   hyper: HyperSpaceSchema.default({}),
   league: LeagueConfigSchema.default({}),
   pbt: z.object({
@@ -84,6 +99,9 @@ export const PopulationConfigSchema = z.object({
   maxBatch: z.number().int().min(1).optional(),
 }).strict();
 export type PopulationConfig = z.output<typeof PopulationConfigSchema>;
+
+/** The `population` section of an `agentrl train` config: the rest comes from the run config. */
+export const PopulationSectionSchema = PopulationConfigSchema.pick({ size: true, hyper: true, league: true, pbt: true }).strict();
 export type PopulationConfigInput = z.input<typeof PopulationConfigSchema>;
 
 export function parsePopulationConfig(input: unknown): PopulationConfig {
@@ -97,8 +115,8 @@ export interface PopulationMember {
   readonly id: string;
   readonly seed: number;
   hyper: Hyper;
-  /** Rebuilt before every iteration (fresh sampler seed); shares its Transformer across rebuilds. */
-  engine: BuiltinEngine;
+  /** Its sampler is reseeded by (member, iteration) before every iteration. */
+  readonly engine: BuiltinEngine;
   readonly trainer: BuiltinTrainer;
   /** Iterations this member has trained. */
   iterations: number;
@@ -110,7 +128,7 @@ export interface MemberIterationReport {
   member: string;
   round: number;
   hyper: Hyper;
-  metrics: IterationMetrics;
+  metrics: StepMetrics;
   /** Trials and final-episode results per opponent in this iteration (draws count ½). */
   opponents: Record<string, { trials: number; score: number }>;
 }
@@ -189,17 +207,14 @@ export class Population {
     return m;
   }
 
-  /** The member's meta-RL config: its entropy coefficient and γ_trial, and the league's current opponent weights for it. */
-  memberConfig(m: PopulationMember): MetaRlConfig {
+  /** The member's loop config for one iteration: its entropy coefficient and γ_trial (MAGE credit). */
+  memberConfig(m: PopulationMember): TrainerConfigInput {
     const meta = this.cfg.meta;
-    return parseMetaRlConfig({
-      ...meta,
-      iterations: 1,
-      seed: 0,
-      opponents: this.league.weightsFor(m.id),
-      loss: { ...meta.loss, entropyCoef: m.hyper.entropyCoef },
-      credit: { ...meta.credit, gammaTrial: m.hyper.gammaTrial },
-    });
+    const credit = meta.credit.kind === 'mage' ? { ...meta.credit, gammaTrial: m.hyper.gammaTrial } : meta.credit;
+    return {
+      steps: 1, batchSize: meta.groups, groupSize: meta.groupSize, maxStaleness: 0,
+      credit, advantage: meta.advantage, loss: { ...meta.loss, entropyCoef: m.hyper.entropyCoef }, minibatches: meta.minibatches,
+    };
   }
 
   /** Mean of the recent final-episode returns, or null before `pbt.readyAfter` iterations. */
@@ -214,31 +229,38 @@ export class Population {
     m.hyper = { ...h };
   }
 
-  /** One meta-RL iteration of one member against the league. */
+  /**
+   * One iteration of one member against the league: one step of the training loop (η = 0) whose
+   * groups draw opponents from the league's current weights for this member. Items and the sampler
+   * are seeded by (member, iteration), so a resumed population continues exactly.
+   */
   async trainMember(m: PopulationMember): Promise<MemberIterationReport> {
-    const cfg = this.memberConfig(m);
-    const rng = new Rng(mixSeed(m.seed, STREAM_ITERATION, m.iterations));
-    // A sampler seeded by (member, iteration) — BuiltinEngine does not expose its RNG state, so this is what makes resume exact.
-    m.engine = new BuiltinEngine(m.engine.model, this.tokenizer, { maxBatch: maxBatchOf(this.cfg), seed: mixSeed(m.seed, STREAM_ENGINE, m.iterations) });
-    m.engine.setWeights(m.trainer.model.params, m.trainer.version());
-    const records: TrialRecord[] = [];
-    const makeEnv = (opponent: string) => {
-      const record: TrialRecord = { opponent, episodes: [] };
-      records.push(record);
-      return recordingEnv(this.league.makeEnv(opponent), record);
-    };
-    const metrics = await metaRlIteration(cfg, { engine: m.engine, trainer: m.trainer, makeEnv }, m.iterations, rng);
+    const groups = this.cfg.meta.groups;
+    m.engine.setRngState(new Rng(mixSeed(m.seed, STREAM_ENGINE, m.iterations)).state());
+    const version = m.engine.version();
+    let trajectories: Trajectory[] = [];
+    const loop = new Trainer({
+      config: this.memberConfig(m),
+      engine: m.engine,
+      trainer: new InProcessTrainer(m.trainer),
+      source: trialSource(mixSeed(m.seed, STREAM_ITERATION), () => this.league.weightsFor(m.id), m.iterations * groups),
+      workflow: trialWorkflow(m.engine, (opponent) => this.league.makeEnv(opponent), this.cfg.meta.trial),
+      initialVersion: version,
+      onBatch: (_samples, consumed) => (trajectories = consumed.flatMap((g) => g.trajectories)),
+    });
+    const metrics = await loop.step();
+    await loop.finish();
     m.iterations++;
     const opponents: MemberIterationReport['opponents'] = {};
-    for (const r of records) {
-      const score = finalResult(r);
-      if (score === null) continue;
-      this.league.winRates.record(m.id, r.opponent, score);
-      const o = (opponents[r.opponent] ??= { trials: 0, score: 0 });
+    for (const t of trajectories) {
+      const score = finalResult(t);
+      if (score === null || !t.opponent) continue;
+      this.league.winRates.record(m.id, t.opponent, score);
+      const o = (opponents[t.opponent] ??= { trials: 0, score: 0 });
       o.trials++;
       o.score += score;
     }
-    m.recentReturns.push(metrics.finalReturn);
+    m.recentReturns.push(metrics.meanReward);
     if (m.recentReturns.length > this.cfg.pbt.fitnessWindow) m.recentReturns.splice(0, m.recentReturns.length - this.cfg.pbt.fitnessWindow);
     return { member: m.id, round: this.round, hyper: { ...m.hyper }, metrics, opponents };
   }
@@ -286,6 +308,14 @@ export class Population {
   save(dir: string): Promise<void> {
     return savePopulation(this, dir);
   }
+}
+
+/** Result of a trial's final episode for the win-rate table: 1 won, ½ draw (ended with return 0), 0 otherwise. */
+export function finalResult(t: Trajectory): number | null {
+  const last = t.episodes?.at(-1);
+  if (!last) return null;
+  if (last.won) return 1;
+  return last.done && last.reward === 0 ? 0.5 : 0;
 }
 
 function maxBatchOf(cfg: PopulationConfig): number {

@@ -21,8 +21,10 @@
  *   for (let v = 0; v < steps; v++) { const batch = await rc.nextBatch(v); train(batch); publish(v + 1); }
  *   await rc.stop();
  */
+import { setMaxListeners } from 'node:events';
 import { z } from 'zod';
 import type { Trajectory } from '../core/types.ts';
+import type { RolloutContext, RolloutWorkflow } from '../core/workflow.ts';
 import { TokenSource } from '../core/types.ts';
 import type { InferenceEngine } from '../engine/types.ts';
 import {
@@ -36,28 +38,31 @@ import {
   type Histogram,
 } from './staleness.ts';
 
+/** Fields of the controller config (the trainer's config reuses them). */
+export const ROLLOUT_CONTROLLER_SHAPE = {
+  /** B: groups per training batch. */
+  batchSize: z.number().int().min(1),
+  /** Workflow runs per item; their trajectories form one group. */
+  groupSize: z.number().int().min(1).default(1),
+  /** Most workflow runs (trajectories) in flight at once. Default: batchSize × groupSize. */
+  maxConcurrent: z.number().int().min(1).optional(),
+  /** η: a consumed group was started at most η trainer versions earlier. 0 = synchronous. */
+  maxStaleness: z.number().int().min(0).default(0),
+  /** Drop groups (of ≥ 2 trajectories) whose rewards are all equal; new work replaces them. */
+  dynamicFilter: z.boolean().default(false),
+  /** Times a failed workflow run is retried before its whole group counts as failed. */
+  maxRetries: z.number().int().min(0).default(0),
+  /**
+   * Give up (nextBatch rejects) after this many groups in a row were dropped (filtered or failed):
+   * a workflow that always fails, or a reward that never varies, would otherwise stall training silently.
+   */
+  maxConsecutiveDrops: z.number().int().min(1).default(1000),
+  /** Trainer version at start() (non-zero when resuming from a checkpoint). */
+  initialVersion: z.number().int().min(0).default(0),
+};
+
 export const RolloutControllerConfigSchema = z
-  .object({
-    /** B: groups per training batch. */
-    batchSize: z.number().int().min(1),
-    /** Workflow runs per item; their trajectories form one group. */
-    groupSize: z.number().int().min(1).default(1),
-    /** Most workflow runs (trajectories) in flight at once. Default: batchSize × groupSize. */
-    maxConcurrent: z.number().int().min(1).optional(),
-    /** η: a consumed group was started at most η trainer versions earlier. 0 = synchronous. */
-    maxStaleness: z.number().int().min(0).default(0),
-    /** Drop groups (of ≥ 2 trajectories) whose rewards are all equal; new work replaces them. */
-    dynamicFilter: z.boolean().default(false),
-    /** Times a failed workflow run is retried before its whole group counts as failed. */
-    maxRetries: z.number().int().min(0).default(0),
-    /**
-     * Give up (nextBatch rejects) after this many groups in a row were dropped (filtered or failed):
-     * a workflow that always fails, or a reward that never varies, would otherwise stall training silently.
-     */
-    maxConsecutiveDrops: z.number().int().min(1).default(1000),
-    /** Trainer version at start() (non-zero when resuming from a checkpoint). */
-    initialVersion: z.number().int().min(0).default(0),
-  })
+  .object(ROLLOUT_CONTROLLER_SHAPE)
   .strict()
   .transform((c) => ({ ...c, maxConcurrent: c.maxConcurrent ?? c.batchSize * c.groupSize }));
 export type RolloutControllerConfig = z.output<typeof RolloutControllerConfigSchema>;
@@ -70,26 +75,6 @@ export function parseRolloutControllerConfig(input: unknown): RolloutControllerC
   return r.data;
 }
 
-/** What a workflow run is told. */
-export interface RolloutContext {
-  /** Weights version of the engine when this run started (the trainer's version when no engine is given). */
-  version: number;
-  /** Trainer version when the group was admitted (staleness is measured from here). */
-  admitVersion: number;
-  /** Aborted when the group fails or the controller stops; long workflows should honour it. */
-  signal: AbortSignal;
-  /** Admission index of the group, 0-based. */
-  groupIndex: number;
-  /** A stable id for the group (`g<groupIndex>`), handy as Trajectory.groupId. */
-  groupId: string;
-  /** Which run of the group, 0 … groupSize − 1. */
-  member: number;
-  /** 0 for the first try, k for the k-th retry. */
-  attempt: number;
-}
-
-/** One agent episode: any async function from a task item to its trajectory (or trajectories). */
-export type RolloutWorkflow<Item> = (item: Item, ctx: RolloutContext) => Promise<Trajectory | Trajectory[]>;
 
 /** A group handed to the trainer. */
 export interface ConsumedGroup<Item> {
@@ -431,6 +416,8 @@ export class RolloutController<Item> {
       abort: new AbortController(),
       trajectories: null,
     };
+    // Every run of the group (and every generate call in it) listens to this one signal.
+    setMaxListeners(0, g.abort.signal);
     this.unconsumed.push(g);
     this.runningGroups++;
     this.counters.admittedGroups++;
@@ -684,4 +671,25 @@ function rewardsAllEqual(trajectories: readonly Trajectory[]): boolean {
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Run `workflow` once per item through a rollout controller (η = 0, nothing trained) and return the
+ * trajectories in item order: evaluation and data collection use the same machinery as training.
+ * A failed run is retried `maxRetries` times, then the whole call fails with its error.
+ */
+export async function collectRollouts<Item>(items: readonly Item[], workflow: RolloutWorkflow<Item>, opts: { maxConcurrent?: number; maxRetries?: number } = {}): Promise<Trajectory[]> {
+  if (items.length === 0) return [];
+  const rc = new RolloutController<Item>({
+    config: { batchSize: items.length, groupSize: 1, maxConcurrent: opts.maxConcurrent ?? items.length, maxRetries: opts.maxRetries ?? 0, maxConsecutiveDrops: 1 },
+    source: items,
+    workflow,
+  });
+  rc.start();
+  try {
+    const groups = await rc.nextBatchGroups(0);
+    return groups.sort((a, b) => a.index - b.index).flatMap((g) => g.trajectories);
+  } finally {
+    await rc.stop();
+  }
 }

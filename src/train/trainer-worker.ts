@@ -10,7 +10,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { selectBackend } from '../engine/backends.ts';
 import { BuiltinTrainer, type OptimizerConfigSchema } from './builtin-trainer.ts';
-import { policyStep } from './policy-trainer.ts';
+import { exportState, importState, policyStep, type TrainerState } from './policy-trainer.ts';
 import type { LossConfigInput } from '../rl/losses.ts';
 import type { Sample } from '../core/types.ts';
 import type { z } from 'zod';
@@ -26,12 +26,15 @@ export interface TrainerWorkerInit {
   backend?: string;
   /** Native kernel threads in the worker (default AGENTRL_THREADS, else 2). */
   threads?: number;
+  /** Start from this state (resume) instead of the seed's initial weights. */
+  initialState?: TrainerState;
 }
 
-export type TrainerRequest = { kind: 'train'; id: number; samples: Sample[]; loss: LossConfigInput };
+export type TrainerRequest = { kind: 'train'; id: number; minibatches: Sample[][]; loss: LossConfigInput } | { kind: 'state'; id: number };
 export type TrainerReply =
   | { kind: 'ready'; numParams: number; backend: string }
   | { kind: 'trained'; id: number; version: number; slot: number; metrics: Record<string, number>; busySeconds: number }
+  | { kind: 'state'; id: number; state: TrainerState }
   | { kind: 'error'; id: number; message: string };
 
 const port = parentPort;
@@ -39,6 +42,7 @@ if (!port) throw new Error('trainer-worker.ts runs inside a worker thread; use W
 const init = workerData as TrainerWorkerInit;
 const model = new Transformer(init.model, selectBackend(init.backend), init.seed);
 const trainer = new BuiltinTrainer(model, init.optimizer);
+if (init.initialState) importState(trainer, init.initialState);
 if (init.weights.byteLength < 2 * model.numParams * 4) {
   throw new Error(`trainer worker: shared weight buffer holds ${init.weights.byteLength} bytes, needs ${2 * model.numParams * 4}`);
 }
@@ -49,7 +53,11 @@ port.postMessage({ kind: 'ready', numParams: model.numParams, backend: model.bac
 port.on('message', (msg: TrainerRequest) => {
   const t0 = performance.now();
   try {
-    const { version, metrics } = policyStep(trainer, msg.samples, msg.loss);
+    if (msg.kind === 'state') {
+      port.postMessage({ kind: 'state', id: msg.id, state: exportState(trainer) } satisfies TrainerReply);
+      return;
+    }
+    const { version, metrics } = policyStep(trainer, msg.minibatches, msg.loss);
     const slot = version % 2;
     slots[slot]!.set(model.params);
     port.postMessage({ kind: 'trained', id: msg.id, version, slot, metrics, busySeconds: (performance.now() - t0) / 1000 } satisfies TrainerReply);

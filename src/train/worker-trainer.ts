@@ -16,7 +16,7 @@ import type { Sample } from '../core/types.ts';
 import type { LossConfigInput } from '../rl/losses.ts';
 import { paramLayout, parseModelConfig } from '../engine/model.ts';
 import type { TrainerReply, TrainerRequest, TrainerWorkerInit } from './trainer-worker.ts';
-import type { PolicyTrainer, TrainedStep } from './policy-trainer.ts';
+import type { PolicyTrainer, TrainedStep, TrainerState } from './policy-trainer.ts';
 
 export type { TrainedStep } from './policy-trainer.ts';
 export type WorkerTrainerOptions = Omit<TrainerWorkerInit, 'weights'>;
@@ -39,13 +39,9 @@ import(workerData.boot.tsxApi)
   .catch((e) => setImmediate(() => { throw e; }));
 `;
 
-interface Pending {
-  id: number;
-  samples: Sample[];
-  loss: LossConfigInput;
-  resolve: (s: TrainedStep) => void;
-  reject: (e: Error) => void;
-}
+type Pending =
+  | { kind: 'train'; id: number; minibatches: Sample[][]; loss: LossConfigInput; resolve: (s: TrainedStep) => void; reject: (e: Error) => void }
+  | { kind: 'state'; id: number; resolve: (s: TrainerState) => void; reject: (e: Error) => void };
 
 export class WorkerTrainer implements PolicyTrainer {
   private readonly worker: Worker;
@@ -64,6 +60,7 @@ export class WorkerTrainer implements PolicyTrainer {
     const last = paramLayout(cfg).at(-1)!;
     this.numParams = last.offset + last.size;
     this.weights = new SharedArrayBuffer(2 * this.numParams * 4);
+    this.trainerVersion = init.initialState?.step ?? 0;
     const entry = new URL('./trainer-worker.ts', import.meta.url).href;
     const env = init.threads !== undefined ? { ...process.env, AGENTRL_THREADS: String(init.threads) } : process.env;
     this.worker = new Worker(BOOT, {
@@ -105,10 +102,19 @@ export class WorkerTrainer implements PolicyTrainer {
     return Float32Array.from(new Float32Array(this.weights, 0, this.numParams));
   }
 
-  train(samples: Sample[], loss: LossConfigInput): Promise<TrainedStep> {
+  train(minibatches: Sample[][], loss: LossConfigInput): Promise<TrainedStep> {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<TrainedStep>((resolve, reject) => {
-      this.queue.push({ id: this.nextId++, samples, loss, resolve, reject });
+      this.queue.push({ kind: 'train', id: this.nextId++, minibatches, loss, resolve, reject });
+      this.sendNext();
+    });
+  }
+
+  /** The worker's weights, AdamW moments and step (for checkpoints), after every queued step. */
+  exportState(): Promise<TrainerState> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<TrainerState>((resolve, reject) => {
+      this.queue.push({ kind: 'state', id: this.nextId++, resolve, reject });
       this.sendNext();
     });
   }
@@ -121,7 +127,8 @@ export class WorkerTrainer implements PolicyTrainer {
   private sendNext(): void {
     if (this.current || this.queue.length === 0 || this.dead) return;
     this.current = this.queue.shift()!;
-    this.worker.postMessage({ kind: 'train', id: this.current.id, samples: this.current.samples, loss: this.current.loss } satisfies TrainerRequest);
+    const p = this.current;
+    this.worker.postMessage((p.kind === 'train' ? { kind: 'train', id: p.id, minibatches: p.minibatches, loss: p.loss } : { kind: 'state', id: p.id }) satisfies TrainerRequest);
   }
 
   private onReply(m: TrainerReply, markReady: () => void): void {
@@ -142,11 +149,15 @@ export class WorkerTrainer implements PolicyTrainer {
       return;
     }
     this.current = null;
-    if (m.kind === 'trained') {
+    if (m.kind === 'trained' && p.kind === 'train') {
       // Copy out of the shared slot before the next request lets the worker write again.
       const weights = Float32Array.from(new Float32Array(this.weights, m.slot * this.numParams * 4, this.numParams));
       this.trainerVersion = m.version;
       p.resolve({ version: m.version, weights, metrics: m.metrics, busySeconds: m.busySeconds });
+    } else if (m.kind === 'state' && p.kind === 'state') {
+      p.resolve(m.state);
+    } else if (m.kind !== 'error') {
+      p.reject(new Error(`trainer worker answered a '${p.kind}' request with '${m.kind}'`));
     } else {
       p.reject(new Error(`trainer worker: ${m.message}`));
     }

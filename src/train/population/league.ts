@@ -15,7 +15,7 @@ import { Transformer, type ModelConfig } from '../../engine/model.ts';
 import { envOptionSchemas } from '../../envs/registry.ts';
 import { KuhnEnv } from '../../envs/kuhn.ts';
 import type { TrialConfig } from '../../agents/trial.ts';
-import { drawOpponent } from '../meta-rl.ts';
+import { drawOpponent } from '../trial-source.ts';
 import { KuhnSnapshotOpponent } from './kuhn-snapshot.ts';
 import { poolWeights, WinRateTable } from './pfsp.ts';
 

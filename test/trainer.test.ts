@@ -1,8 +1,9 @@
 /**
- * The asynchronous trainer: η = 0 is exactly the synchronous loop; with a worker trainer and real
- * overlap no trained token is more than η versions stale; tokens of sequences interrupted by weight
- * updates carry the version whose logprob they report; the worker trainer computes what an
- * in-process trainer computes.
+ * The one training loop: η = 0 is exactly the synchronous loop; with overlap (made deterministic by a
+ * trainer that lets generation run a fixed number of decode steps before it answers) no trained
+ * token is more than η versions stale and tokens of sequences interrupted by weight updates carry the
+ * version whose logprob they report; the worker trainer computes what an in-process trainer computes;
+ * minibatches split by trajectory; MAGE trials train through the same loop, synchronously and not.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
@@ -11,9 +12,10 @@ import { selectBackend } from '../src/engine/backends.ts';
 import { BuiltinTrainer } from '../src/train/builtin-trainer.ts';
 import { InProcessTrainer, type PolicyTrainer, type TrainedStep } from '../src/train/policy-trainer.ts';
 import { WorkerTrainer } from '../src/train/worker-trainer.ts';
-import { AsyncTrainer, GROUP_KEY, parseAsyncTrainerConfig, versionSpread } from '../src/train/async-trainer.ts';
+import { Trainer, parseTrainerConfig, splitMinibatches, versionSpread } from '../src/train/trainer.ts';
+import { GROUP_KEY } from '../src/rl/stages.ts';
 import { groupAdvantages } from '../src/rl/advantages.ts';
-import type { RolloutContext } from '../src/train/rollout-controller.ts';
+import type { RolloutContext } from '../src/core/workflow.ts';
 import { toyToolMaxTokens, toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolAgentConfigInput } from '../src/agents/toy-tool-agent.ts';
 import type { Sample, Trajectory } from '../src/core/types.ts';
 import { TokenSource } from '../src/core/types.ts';
@@ -63,16 +65,16 @@ function recording(inner: PolicyTrainer, initial: Float32Array): { trainer: Poli
   };
 }
 
-describe('AsyncTrainer', () => {
+describe('Trainer', () => {
   it('η = 0 reproduces the synchronous loop exactly (same samples, same order, same losses, same weights)', async () => {
     const B = 3, G = 4, STEPS = 4, SEED = 11;
     const loss = { kind: 'decoupled_ppo' as const };
 
-    // 1. AsyncTrainer with η = 0 and an in-process trainer.
+    // 1. The loop with η = 0 and an in-process trainer.
     const engineA = newEngine(SEED);
     const trainerA = inProcess(SEED);
     const batchesA: Sample[][] = [];
-    const at = new AsyncTrainer({
+    const at = new Trainer({
       config: { steps: STEPS, batchSize: B, groupSize: G, maxStaleness: 0, loss },
       engine: engineA, trainer: trainerA, source: toyToolTasks(SEED, V), workflow: toyToolWorkflow(engineA, AGENT),
       onBatch: (s) => batchesA.push(s),
@@ -98,13 +100,13 @@ describe('AsyncTrainer', () => {
         });
       });
       const trajectories = await Promise.all(runs);
-      const samples: Sample[] = trajectories.flatMap((t) => t.samples.map((s) => ({ ...s, keys: { ...s.keys, group: t.groupId } })));
+      const samples: Sample[] = trajectories.flatMap((t) => t.samples.map((s) => ({ ...s, ret: t.reward, keys: { ...s.keys, group: t.groupId } })));
       const { advantages } = groupAdvantages(samples.map((s) => s.reward), samples.map((s) => s.keys), { estimator: 'grpo', groupBy: ['group'] });
       samples.forEach((s, i) => (s.advantage = advantages[i]!));
       batchesS.push(samples);
-      const r = await trainerS.train(samples, loss);
+      const r = await trainerS.train([samples], loss);
       lossesS.push(r.metrics.loss!);
-      engineS.setWeights(r.weights, r.version);
+      engineS.setWeights(r.weights, step + 1);
     }
 
     expect(batchesA.length).toBe(STEPS);
@@ -125,15 +127,26 @@ describe('AsyncTrainer', () => {
     expect(res.totals.samples).toBe(STEPS * B * G);
   });
 
-  it('with a worker trainer and overlap, no trained token is more than η versions stale; interrupted tokens match their version', async () => {
+  it('with overlap, no trained token is more than η versions stale; interrupted tokens match their version', async () => {
     const ETA = 2, B = 2, G = 3, STEPS = 10, SEED = 5;
     const engine = newEngine(SEED);
-    const wt = await workerTrainer(SEED);
-    expect(wt.initialWeights()).toEqual(engine.model.params); // same seed, same initial weights
-    const { trainer, weights } = recording(wt, wt.initialWeights());
+    const inner = inProcess(SEED);
+    // Deterministic overlap: the trainer answers only after generation ran 6 more decode steps (or
+    // went idle), as a worker trainer would while the main thread keeps generating.
+    const gated: PolicyTrainer = {
+      version: () => inner.version(),
+      close: () => inner.close(),
+      train: async (mb, l) => {
+        const r = await inner.train(mb, l);
+        const start = engine.stats.decodeSteps;
+        while (engine.stats.decodeSteps < start + 6 && engine.load().active + engine.load().queued > 0) await new Promise((res) => setImmediate(res));
+        return r;
+      },
+    };
+    const { trainer, weights } = recording(gated, Float32Array.from(engine.model.params));
     const seen: { version: number; samples: Sample[] }[] = [];
     let version = 0;
-    const at = new AsyncTrainer({
+    const at = new Trainer({
       config: { steps: STEPS, batchSize: B, groupSize: G, maxStaleness: ETA, loss: { kind: 'decoupled_ppo' } },
       engine, trainer, source: toyToolTasks(SEED, V), workflow: toyToolWorkflow(engine, AGENT_OVERLAP),
       onBatch: (samples) => seen.push({ version: version++, samples }),
@@ -197,28 +210,41 @@ describe('AsyncTrainer', () => {
     const wt = await workerTrainer(SEED);
     const ip = inProcess(SEED);
     for (const kind of ['decoupled_ppo', 'ppo'] as const) {
-      const a = await wt.train(samples, { kind });
-      const b = await ip.train(samples, { kind });
+      const a = await wt.train([samples], { kind });
+      const b = await ip.train([samples], { kind });
       expect(a.version).toBe(b.version);
       expect(a.metrics.loss).toBe(b.metrics.loss);
       expect(a.weights).toEqual(b.weights);
       expect(a.busySeconds).toBeGreaterThan(0);
     }
     expect(wt.version()).toBe(2);
+    // Two minibatches: two optimizer steps, same weights on both paths; the exported state matches.
+    const a2 = await wt.train([samples.slice(0, 6), samples.slice(6)], { kind: 'ppo' });
+    const b2 = await ip.train([samples.slice(0, 6), samples.slice(6)], { kind: 'ppo' });
+    expect(a2.version).toBe(4);
+    expect(a2.weights).toEqual(b2.weights);
+    expect(a2.metrics.minibatches).toBe(2);
+    const st = await wt.exportState();
+    expect(st.step).toBe(4);
+    expect(st.m).toEqual(ip.trainer.m);
     // A bad batch is a clear error, and the worker keeps serving.
-    await expect(wt.train([], { kind: 'ppo' })).rejects.toThrow(/empty batch/);
-    const c = await wt.train(samples, { kind: 'ppo' });
-    expect(c.version).toBe(3);
+    await expect(wt.train([], { kind: 'ppo' })).rejects.toThrow(/at least one sample/);
+    const c = await wt.train([samples], { kind: 'ppo' });
+    expect(c.version).toBe(5);
   });
 
   it('validates its config and the engine/trainer version match', () => {
-    expect(() => parseAsyncTrainerConfig({ steps: 0, batchSize: 1 })).toThrow(/steps/);
-    expect(() => parseAsyncTrainerConfig({ steps: 1, batchSize: 1, loss: { kind: 'nope' } })).toThrow(/loss/);
-    const c = parseAsyncTrainerConfig({ steps: 1, batchSize: 2, groupSize: 3, maxStaleness: 4 });
+    expect(() => parseTrainerConfig({ steps: 0, batchSize: 1 })).toThrow(/steps/);
+    expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, loss: { kind: 'nope' } })).toThrow(/loss/);
+    expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, credit: { kind: 'mage', gama: 1 } })).toThrow(/credit.*gama/);
+    expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, advantage: { estimator: 'ppo' } })).toThrow(/advantage.estimator/);
+    expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, batchsize: 2 })).toThrow(/batchsize/);
+    const c = parseTrainerConfig({ steps: 1, batchSize: 2, groupSize: 3, maxStaleness: 4 });
     expect(c.maxConcurrent).toBe(30);
-    expect(c.advantage.groupBy).toEqual([GROUP_KEY]);
+    expect(c.advantage.estimator === 'grpo' && c.advantage.groupBy).toEqual([GROUP_KEY]);
+    expect(c.credit).toEqual({ kind: 'outcome' });
     const engine = newEngine(1);
     engine.setWeights(engine.model.params, 3);
-    expect(() => new AsyncTrainer({ config: { steps: 1, batchSize: 1 }, engine, trainer: inProcess(1), source: [], workflow: async () => { throw new Error('unused'); } })).toThrow(/version 3.*version 0/);
+    expect(() => new Trainer({ config: { steps: 1, batchSize: 1 }, engine, trainer: inProcess(1), source: [], workflow: async () => { throw new Error('unused'); } })).toThrow(/version 3.*version 0/);
   });
 });

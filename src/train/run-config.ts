@@ -1,0 +1,115 @@
+/**
+ * The config of one `agentrl train` run (YAML or JSON), validated at the boundary. Every section
+ * reuses the schema of the module it configures: the trial (agents/trial.ts), the toy tool agent,
+ * the training loop with its credit/advantage/loss stages (train/trainer.ts), the population.
+ */
+import { z } from 'zod';
+import { TrialConfigSchema } from '../agents/trial.ts';
+import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
+import { TrainerConfigSchema } from './trainer.ts';
+import { OpponentWeightSchema } from './trial-source.ts';
+import { PopulationSectionSchema } from './population.ts';
+
+/** Built-in tasks: MAGE trial environments and the toy tool agent. */
+export const TRIAL_TASKS = ['bandit', 'kuhn', 'tictactoe', 'sokoban', 'rps'] as const;
+export const TASKS = [...TRIAL_TASKS, 'toy-tool'] as const;
+export type TaskName = (typeof TASKS)[number];
+
+/** The built-in model's shape (vocabSize comes from the task's tokenizer); the Transformer validates the rest. */
+export const ModelShapeSchema = z
+  .object({
+    contextLength: z.number().int().min(2),
+    nLayer: z.number().int().min(1),
+    nHead: z.number().int().min(1),
+    nEmbd: z.number().int().min(2),
+  })
+  .passthrough();
+
+export const EvalSectionSchema = z
+  .object({
+    /** Opponents evaluated against (default: the training pool). */
+    opponents: z.array(z.string().min(1)).min(1).optional(),
+    /** Trials (or tasks) per opponent; 0 = no evaluation. */
+    trials: z.number().int().min(0).default(300),
+    seed: z.number().int().min(0).default(1000),
+    /** Trial settings that differ at evaluation (e.g. contextMode 'none' for a 1-episode GRPO policy). */
+    trial: z.record(z.unknown()).default({}),
+    /** Also evaluate the untrained policy (same seeds) before training. */
+    untrained: z.boolean().default(true),
+  })
+  .strict();
+
+export const RunConfigSchema = z
+  .object({
+    /** A short name for logs and plots. */
+    name: z.string().min(1).optional(),
+    task: z.enum(TASKS),
+    /** Options of the task's environment (src/envs/registry.ts); the opponent is set per trial. */
+    envOptions: z.record(z.unknown()).default({}),
+    /** Training opponent pool with sampling weights ('none' for single-agent tasks). */
+    opponents: z.array(OpponentWeightSchema).min(1).default([{ name: 'none', weight: 1 }]),
+    trial: TrialConfigSchema.default({}),
+    toolAgent: ToyToolAgentConfigSchema.default({}),
+    model: ModelShapeSchema,
+    /** AdamW settings (src/train/builtin-trainer.ts). */
+    optimizer: z.record(z.unknown()).default({}),
+    seed: z.number().int().min(0).default(0),
+    /** Rows the engine decodes together (default: the trainer's maxConcurrent). */
+    maxBatch: z.number().int().min(1).optional(),
+    trainer: TrainerConfigSchema,
+    /** Train in a worker thread so generation overlaps training (default: when maxStaleness > 0). */
+    worker: z.boolean().optional(),
+    /** Save a checkpoint every this many steps (and at the end); 0 = only at the end. */
+    checkpointEvery: z.number().int().min(0).default(50),
+    eval: EvalSectionSchema.default({}),
+    /** Population-based training with a league (trial tasks only); absent = one learner. */
+    population: PopulationSectionSchema.optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.task === 'toy-tool' && c.trainer.credit.kind === 'mage') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the toy tool agent records no trial steps: use credit kind 'outcome' or 'discounted'" });
+    if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
+  });
+export type RunConfig = z.output<typeof RunConfigSchema>;
+export type RunConfigInput = z.input<typeof RunConfigSchema>;
+
+/** Parse a run config; the error names every bad field by its path (e.g. `trainer.loss.kind`). */
+export function parseRunConfig(input: unknown): RunConfig {
+  const r = RunConfigSchema.safeParse(input);
+  if (!r.success) throw new Error(`invalid run config:\n${r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}${hint(i)}`).join('\n')}`);
+  return r.data;
+}
+
+function hint(i: z.ZodIssue): string {
+  if (i.code === z.ZodIssueCode.unrecognized_keys) return ' (remove it, or check its spelling against the documented fields)';
+  return '';
+}
+
+/**
+ * Apply `--set key=value` overrides to a raw config object: dotted paths, values parsed as JSON when
+ * they parse (numbers, booleans, arrays, objects), else kept as strings.
+ */
+export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
+  const out = structuredClone(raw);
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq <= 0) throw new Error(`--set ${s}: expected key=value, e.g. --set trainer.steps=10`);
+    const path = s.slice(0, eq).split('.');
+    const text = s.slice(eq + 1);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = text;
+    }
+    let node = out as Record<string, unknown>;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key];
+      if (next === undefined) node[key] = {};
+      else if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new Error(`--set ${s}: '${key}' is not a section`);
+      node = node[key] as Record<string, unknown>;
+    }
+    node[path[path.length - 1]!] = value;
+  }
+  return out;
+}

@@ -1,0 +1,263 @@
+/**
+ * `agentrl train CONFIG`: one run of the training loop (src/train/trainer.ts) on the built-in engine
+ * for any built-in task, into a run directory:
+ *
+ *   RUN/config.json      the resolved config (every default filled in)
+ *   RUN/metrics.jsonl    one line per step (rewards by episode and opponent, loss, clip fraction,
+ *                        staleness, tokens trained and processed, timings)
+ *   RUN/checkpoint/      weights, AdamW state, loop version, groups admitted, sampler RNG (atomic)
+ *   RUN/eval.json, eval.md, plot.svg   per-opponent × episode evaluation and the reward curve
+ *
+ * `resume: true` continues from RUN/checkpoint. With η = 0 the continuation is exact: nothing runs
+ * between steps, the task source is a pure function of the group index, and the sampler's RNG state
+ * is saved. With η > 0 rollouts in flight at the checkpoint are regenerated after resume (timing
+ * decides which, as in any asynchronous system), so the run continues correctly but not bit-exactly.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Trajectory } from '../core/types.ts';
+import type { RolloutWorkflow } from '../core/workflow.ts';
+import { mixSeed } from '../envs/rng.ts';
+import { BuiltinEngine } from '../engine/builtin-engine.ts';
+import { Transformer, type ModelConfigInput } from '../engine/model.ts';
+import { defaultBackend } from '../engine/backends.ts';
+import type { Backend } from '../engine/backend.ts';
+import type { SerializableTokenizer } from '../engine/tokenizer.ts';
+import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
+import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
+import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
+import { lineChartSvg } from '../eval/plot.ts';
+import { BuiltinTrainer } from './builtin-trainer.ts';
+import { buildMetaSetup, envFactory } from './meta-setup.ts';
+import { exportState, importState, InProcessTrainer, type PolicyTrainer } from './policy-trainer.ts';
+import { WorkerTrainer } from './worker-trainer.ts';
+import { collectRollouts } from './rollout-controller.ts';
+import { Trainer, type StepMetrics } from './trainer.ts';
+import { trialSource } from './trial-source.ts';
+import { loadTrainerCheckpoint, saveTrainerCheckpoint } from './trainer-checkpoint.ts';
+import { parseRunConfig, type RunConfig } from './run-config.ts';
+
+export interface TrainRunOptions {
+  out: string;
+  /** Continue from OUT/checkpoint (the config must equal the saved one). */
+  resume?: boolean;
+  /** Called after every step (progress bars). */
+  onStep?: (m: StepMetrics, cfg: RunConfig) => void;
+  /** Stop after this many steps of this invocation (tests: simulate a killed run). */
+  stopAfter?: number;
+  backend?: Backend;
+}
+
+export interface TrainRunResult {
+  config: RunConfig;
+  steps: number;
+  /** Versions trained in this invocation. */
+  history: StepMetrics[];
+  eval: EvalReport[] | null;
+  toolEval: { untrained: number | null; trained: number } | null;
+  wallSeconds: number;
+}
+
+/** What a task contributes to the loop: tokenizer, engine, trainer, workflow and a resumable source. */
+interface TaskParts<Item> {
+  tokenizer: SerializableTokenizer | null;
+  engine: BuiltinEngine;
+  trainer: BuiltinTrainer;
+  workflow: RolloutWorkflow<Item>;
+  source: (start: number) => Iterator<Item>;
+  modelConfig: ModelConfigInput;
+}
+
+function maxBatchOf(cfg: RunConfig): number {
+  return cfg.maxBatch ?? Math.max(cfg.trainer.maxConcurrent, cfg.trainer.batchSize * cfg.trainer.groupSize);
+}
+
+function trialParts(cfg: RunConfig, backend: Backend): TaskParts<TrialItem> {
+  const evalOpponents = cfg.eval.opponents ?? [];
+  const setup = buildMetaSetup({
+    env: cfg.task, envOptions: cfg.envOptions,
+    opponents: [...new Set([...cfg.opponents.map((o) => o.name), ...evalOpponents])],
+    model: cfg.model as Omit<ModelConfigInput, 'vocabSize'>, optimizer: cfg.optimizer as never, seed: cfg.seed,
+    maxBatch: maxBatchOf(cfg), backend, outcomeTokens: cfg.trial.pastEpisodes === 'outcome',
+  });
+  return {
+    tokenizer: setup.tokenizer, engine: setup.engine, trainer: setup.trainer,
+    workflow: trialWorkflow(setup.engine, setup.makeEnv, cfg.trial),
+    source: (start) => trialSource(mixSeed(cfg.seed, 0x50c), cfg.opponents, start),
+    modelConfig: setup.trainer.model.config,
+  };
+}
+
+function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
+  const vocabSize = cfg.toolAgent.vocabSize;
+  const model = { ...(cfg.model as Omit<ModelConfigInput, 'vocabSize'>), vocabSize };
+  const trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
+  const engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), toyToolTokenizer(vocabSize), { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
+  return {
+    tokenizer: null, engine, trainer,
+    workflow: toyToolWorkflow(engine, cfg.toolAgent),
+    source: (start) => {
+      const it = toyToolTasks(mixSeed(cfg.seed, 0x70a1), vocabSize);
+      for (let i = 0; i < start; i++) it.next();
+      return it;
+    },
+    modelConfig: trainer.model.config,
+  };
+}
+
+/** Held-out toy-tool tasks' mean reward (evaluation through the same workflow and controller). */
+async function toolEvalReward(parts: TaskParts<ToyToolTask>, cfg: RunConfig): Promise<number> {
+  const it = toyToolTasks(mixSeed(cfg.eval.seed, 0xe7a1), cfg.toolAgent.vocabSize);
+  const tasks = Array.from({ length: cfg.eval.trials }, () => it.next().value as ToyToolTask);
+  const trajs: Trajectory[] = await collectRollouts(tasks, parts.workflow);
+  return trajs.reduce((a, t) => a + t.reward, 0) / Math.max(1, trajs.length);
+}
+
+const CHECKPOINT_DIR = 'checkpoint';
+
+interface LoopState {
+  version: number;
+  admittedGroups: number;
+  steps: number;
+}
+
+/** Train a run described by `cfgIn` (a raw config object) into `o.out`. */
+export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<TrainRunResult> {
+  const cfg = parseRunConfig(cfgIn);
+  if (cfg.population) throw new Error('trainRun: configs with a population section run through trainPopulationRun (agentrl train does this)');
+  const backend = o.backend ?? defaultBackend();
+  mkdirSync(o.out, { recursive: true });
+  const configPath = join(o.out, 'config.json');
+  const metricsPath = join(o.out, 'metrics.jsonl');
+  const ckDir = join(o.out, CHECKPOINT_DIR);
+  const isTrial = cfg.task !== 'toy-tool';
+  const parts = (isTrial ? trialParts(cfg, backend) : toolParts(cfg, backend)) as TaskParts<unknown>;
+
+  let state: LoopState = { version: 0, admittedGroups: 0, steps: 0 };
+  let untrained: EvalReport | null = null;
+  let untrainedTool: number | null = null;
+  if (o.resume && existsSync(join(ckDir, 'manifest.json'))) {
+    const saved = JSON.parse(readFileSync(configPath, 'utf8')) as unknown;
+    if (JSON.stringify(saved) !== JSON.stringify(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
+    const restored = await loadTrainerCheckpoint(ckDir, backend);
+    parts.trainer.model.params.set(restored.trainer.model.params);
+    parts.trainer.m.set(restored.trainer.m);
+    parts.trainer.v.set(restored.trainer.v);
+    parts.trainer.step = restored.trainer.step;
+    const ts = restored.checkpoint.trainerState as { loop: LoopState; untrained?: EvalReport | null; untrainedTool?: number | null };
+    state = ts.loop;
+    untrained = ts.untrained ?? null;
+    untrainedTool = ts.untrainedTool ?? null;
+    parts.engine.setWeights(parts.trainer.model.params, state.version);
+    const sampler = restored.checkpoint.rng.sampler;
+    if (sampler) parts.engine.setRngState(sampler);
+    // Metrics of steps after the checkpoint are replayed: drop them.
+    const lines = existsSync(metricsPath) ? readFileSync(metricsPath, 'utf8').split('\n').filter(Boolean) : [];
+    writeFileSync(metricsPath, lines.slice(0, state.steps).map((l) => l + '\n').join(''));
+  } else {
+    if (o.resume) console.warn(`agentrl train: --resume given but ${ckDir} holds no checkpoint; starting a new run`);
+    writeFileSync(configPath, JSON.stringify(cfg, null, 2) + '\n');
+    writeFileSync(metricsPath, '');
+    if (cfg.eval.untrained && cfg.eval.trials > 0) {
+      if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, {}));
+      else untrainedTool = await toolEvalReward(parts as TaskParts<ToyToolTask>, cfg);
+    }
+  }
+
+  const useWorker = cfg.worker ?? cfg.trainer.maxStaleness > 0;
+  let policy: PolicyTrainer;
+  let worker: WorkerTrainer | null = null;
+  if (useWorker) {
+    worker = new WorkerTrainer({ model: parts.modelConfig, optimizer: cfg.optimizer as never, seed: cfg.seed, initialState: exportState(parts.trainer) });
+    await worker.ready();
+    policy = worker;
+  } else {
+    policy = new InProcessTrainer(parts.trainer);
+  }
+  const loop = new Trainer<unknown>({
+    config: { ...cfg.trainer },
+    engine: parts.engine,
+    trainer: policy,
+    source: parts.source(state.admittedGroups),
+    workflow: parts.workflow,
+    initialVersion: state.version,
+  });
+  const t0 = performance.now();
+  const history: StepMetrics[] = [];
+  const save = async () => {
+    if (worker) importState(parts.trainer, await worker.exportState());
+    const loopState: LoopState = { version: loop.version(), admittedGroups: loop.admittedGroups(), steps: state.steps };
+    await saveTrainerCheckpoint(ckDir, parts.trainer, {
+      tokenizer: parts.tokenizer,
+      rng: cfg.trainer.maxStaleness === 0 ? { sampler: parts.engine.rngState() } : {},
+      trainerState: { loop: loopState, untrained, untrainedTool, config: cfg },
+    });
+  };
+  try {
+    let ran = 0;
+    while (state.steps < cfg.trainer.steps && (o.stopAfter === undefined || ran < o.stopAfter)) {
+      const m = await loop.step();
+      state.steps++;
+      ran++;
+      history.push(m);
+      appendFileSync(metricsPath, JSON.stringify(metricsLine(m)) + '\n');
+      o.onStep?.(m, cfg);
+      const due = cfg.checkpointEvery > 0 && state.steps % cfg.checkpointEvery === 0;
+      if (due || state.steps === cfg.trainer.steps) await save();
+    }
+  } finally {
+    await loop.finish();
+    await worker?.close();
+  }
+  const wallSeconds = (performance.now() - t0) / 1000;
+  if (state.steps < cfg.trainer.steps) return { config: cfg, steps: state.steps, history, eval: null, toolEval: null, wallSeconds };
+
+  // Evaluation of the trained policy (the engine serves the final weights).
+  let reports: EvalReport[] | null = null;
+  let toolEval: TrainRunResult['toolEval'] = null;
+  if (cfg.eval.trials > 0) {
+    if (isTrial) {
+      const trained = await evaluatePolicy(cfg.name ?? 'trained', parts.engine, evalOptions(cfg, cfg.eval.trial));
+      reports = [...(untrained ? [untrained] : []), trained, evaluateRandom(evalOptions(cfg, {}))];
+      writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, reports }, null, 2) + '\n');
+      writeFileSync(join(o.out, 'eval.md'), `# ${cfg.name ?? cfg.task}: evaluation\n\n${cfg.eval.trials} trials per opponent, seed ${cfg.eval.seed}.\n\n${evalTable(reports)}\n`);
+    } else {
+      toolEval = { untrained: untrainedTool, trained: await toolEvalReward(parts as TaskParts<ToyToolTask>, cfg) };
+      writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, toolEval }, null, 2) + '\n');
+    }
+  }
+  writePlot(o.out, cfg);
+  return { config: cfg, steps: state.steps, history, eval: reports, toolEval, wallSeconds };
+}
+
+function evalOptions(cfg: RunConfig, trialOverride: Record<string, unknown>) {
+  return {
+    opponents: cfg.eval.opponents ?? cfg.opponents.map((x) => x.name),
+    trials: cfg.eval.trials,
+    seed: cfg.eval.seed,
+    makeEnv: envFactory(cfg.task, cfg.envOptions),
+    trial: TrialConfigSchema.parse({ ...cfg.trial, ...trialOverride }),
+  };
+}
+
+/** The JSON line of one step in metrics.jsonl (histograms kept; the trainer's raw metrics flattened). */
+export function metricsLine(m: StepMetrics): Record<string, unknown> {
+  const { trainer, ...rest } = m;
+  return { ...rest, clipFrac: trainer.clipFrac, clipFracMax: trainer.clipFracMax, entropy: trainer.entropy, kl: trainer.kl, minibatches: trainer.minibatches };
+}
+
+/** plot.svg: the trajectory reward and per-episode rewards over steps. */
+export function writePlot(out: string, cfg: RunConfig): void {
+  const path = join(out, 'metrics.jsonl');
+  if (!existsSync(path)) return;
+  const rows = readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { meanReward: number; episodeReward: number[] });
+  if (rows.length === 0) return;
+  const smooth = (xs: number[]) => xs.map((_, i) => {
+    const w = xs.slice(Math.max(0, i - 9), i + 1);
+    return w.reduce((a, b) => a + b, 0) / w.length;
+  });
+  const series = [{ name: 'trajectory reward (10-step mean)', values: smooth(rows.map((r) => r.meanReward)), errors: [] as number[] }];
+  const K = Math.max(0, ...rows.map((r) => r.episodeReward.length));
+  if (K > 1) for (let k = 0; k < K; k++) series.push({ name: `episode ${k}`, values: smooth(rows.map((r) => r.episodeReward[k] ?? Number.NaN)), errors: [] });
+  writeFileSync(join(out, 'plot.svg'), lineChartSvg(`${cfg.name ?? cfg.task}: training reward`, 'step', 'mean reward', series));
+}
