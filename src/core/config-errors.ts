@@ -64,7 +64,7 @@ export function closestKey(key: string, candidates: readonly string[]): string |
     const leading = (x: string[], y: string[]) => x.length < y.length && x.every((w, i) => w === y[i]);
     if (n === k) score = 0;
     else if ((kw.length > 1 && initials(key) === n) || (cw.length > 1 && initials(c) === k)) score = 0.5;
-    else if (leading(kw, cw) || leading(cw, kw)) score = 1; // 'warmup' → 'warmupSteps'
+    else if (leading(kw, cw) || leading(cw, kw)) score = 1.5; // 'warmup' → 'warmupSteps' (a one-letter typo elsewhere wins)
     else {
       const d = editDistance(k, n);
       score = d <= Math.max(1, Math.floor(Math.max(k.length, n.length) / 3)) ? d : Infinity;

@@ -415,7 +415,8 @@ export async function loadPopulation(dir: string, opts: { backend?: Backend } = 
   const members: PopulationMember[] = [];
   for (const ms of state.members) {
     const mdir = join(dir, state.generation, 'members', ms.id);
-    const restored = await loadTrainerCheckpoint(mdir, backend);
+    // Every member must have the first member's model config (a mismatch would fail a round later).
+    const restored = await loadTrainerCheckpoint(mdir, backend, { expectModel: members[0]?.trainer.model.config });
     if (!restored.tokenizer) throw new Error(`loadPopulation: member checkpoint ${mdir} has no tokenizer`);
     tokenizer ??= restored.tokenizer;
     const trainer = restored.trainer;

@@ -4,6 +4,7 @@
  * the training loop with its credit/advantage/loss stages (train/trainer.ts), the population.
  */
 import { z } from 'zod';
+import { formatZodIssues } from '../core/config-errors.ts';
 import { TrialConfigSchema } from '../agents/trial.ts';
 import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
 import { TrainerConfigSchema } from './trainer.ts';
@@ -76,13 +77,8 @@ export type RunConfigInput = z.input<typeof RunConfigSchema>;
 /** Parse a run config; the error names every bad field by its path (e.g. `trainer.loss.kind`). */
 export function parseRunConfig(input: unknown): RunConfig {
   const r = RunConfigSchema.safeParse(input);
-  if (!r.success) throw new Error(`invalid run config:\n${r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}${hint(i)}`).join('\n')}`);
+  if (!r.success) throw new Error(`invalid run config:\n${formatZodIssues(r.error, { schema: RunConfigSchema }).map((l) => `  ${l}`).join('\n')}`);
   return r.data;
-}
-
-function hint(i: z.ZodIssue): string {
-  if (i.code === z.ZodIssueCode.unrecognized_keys) return ' (remove it, or check its spelling against the documented fields)';
-  return '';
 }
 
 /**

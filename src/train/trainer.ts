@@ -19,6 +19,7 @@
  * minibatches), starting at `initialVersion`; tokens record the version that sampled them.
  */
 import { z } from 'zod';
+import { formatZodError } from '../core/config-errors.ts';
 import type { Sample, Trajectory } from '../core/types.ts';
 import type { RolloutWorkflow } from '../core/workflow.ts';
 import type { InferenceEngine } from '../engine/types.ts';
@@ -61,7 +62,7 @@ export type TrainerConfigInput = z.input<typeof TrainerConfigSchema>;
 
 export function parseTrainerConfig(input: unknown): TrainerConfig {
   const r = TrainerConfigSchema.safeParse(input);
-  if (!r.success) throw new Error(`invalid trainer config: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  if (!r.success) throw new Error(`invalid trainer config: ${formatZodError(r.error, { schema: TrainerConfigSchema })}`);
   return r.data;
 }
 
