@@ -15,7 +15,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
-import { trainRun, type TrainRunResult } from '../src/train/run.ts';
+import { trainRun, type TrainRunResult } from '../src/run/run.ts';
 import { evaluateScripted, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { trainRun } from '../src/train/run.ts';
-import { applyOverrides, parseRunConfig } from '../src/train/run-config.ts';
+import { trainRun } from '../src/run/run.ts';
+import { applyOverrides, parseRunConfig } from '../src/run/run-config.ts';
 import { readConfigFile } from '../src/cli/config-file.ts';
 import { loadCheckpoint } from '../src/engine/checkpoint.ts';
 

@@ -1,7 +1,7 @@
 /** Reading a run config file (YAML, or JSON — YAML is a superset) with `--set key=value` overrides. */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { applyOverrides } from '../train/run-config.ts';
+import { applyOverrides } from '../run/run-config.ts';
 
 export function readConfigFile(path: string, sets: readonly string[] = []): Record<string, unknown> {
   let text: string;

@@ -10,7 +10,7 @@ import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { Transformer } from '../engine/model.ts';
 import { envFactory } from '../train/meta-setup.ts';
 import { evaluatePolicy, evaluateRandom, evalTable } from '../eval/trials.ts';
-import { parseRunConfig, TRIAL_TASKS } from '../train/run-config.ts';
+import { parseRunConfig, TRIAL_TASKS } from '../run/run-config.ts';
 
 export interface EvalCliOptions {
   checkpoint: string;

@@ -5,9 +5,9 @@
 import { basename, extname, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { readConfigFile } from './config-file.ts';
-import { trainRun, type TrainRunResult } from '../train/run.ts';
-import { trainPopulationRun } from '../train/population-run.ts';
-import { parseRunConfig } from '../train/run-config.ts';
+import { trainRun, type TrainRunResult } from '../run/run.ts';
+import { trainPopulationRun } from '../run/population-run.ts';
+import { parseRunConfig } from '../run/run-config.ts';
 import { evalTable } from '../eval/trials.ts';
 import type { StepMetrics } from '../train/trainer.ts';
 

@@ -8,8 +8,8 @@
 import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluatePolicy, evalTable, type EvalReport } from '../eval/trials.ts';
-import { envFactory } from './meta-setup.ts';
-import { loadPopulation, Population, type PopulationConfigInput } from './population.ts';
+import { envFactory } from '../train/meta-setup.ts';
+import { loadPopulation, Population, type PopulationConfigInput } from '../train/population.ts';
 import { parseRunConfig, type RunConfig } from './run-config.ts';
 import { metricsLine } from './run.ts';
 

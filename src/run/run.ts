@@ -27,14 +27,14 @@ import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/tria
 import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
 import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
 import { lineChartSvg } from '../eval/plot.ts';
-import { BuiltinTrainer } from './builtin-trainer.ts';
-import { buildMetaSetup, envFactory } from './meta-setup.ts';
-import { exportState, importState, InProcessTrainer, type PolicyTrainer } from './policy-trainer.ts';
-import { WorkerTrainer } from './worker-trainer.ts';
-import { collectRollouts } from './rollout-controller.ts';
-import { Trainer, type StepMetrics } from './trainer.ts';
-import { trialSource } from './trial-source.ts';
-import { loadTrainerCheckpoint, saveTrainerCheckpoint } from './trainer-checkpoint.ts';
+import { BuiltinTrainer } from '../train/builtin-trainer.ts';
+import { buildMetaSetup, envFactory } from '../train/meta-setup.ts';
+import { exportState, importState, InProcessTrainer, type PolicyTrainer } from '../train/policy-trainer.ts';
+import { WorkerTrainer } from '../train/worker-trainer.ts';
+import { collectRollouts } from '../train/rollout-controller.ts';
+import { Trainer, type StepMetrics } from '../train/trainer.ts';
+import { trialSource } from '../train/trial-source.ts';
+import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { parseRunConfig, type RunConfig } from './run-config.ts';
 
 export interface TrainRunOptions {

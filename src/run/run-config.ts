@@ -7,9 +7,9 @@ import { z } from 'zod';
 import { formatZodIssues } from '../core/config-errors.ts';
 import { TrialConfigSchema } from '../agents/trial.ts';
 import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
-import { TrainerConfigSchema } from './trainer.ts';
-import { OpponentWeightSchema } from './trial-source.ts';
-import { PopulationSectionSchema } from './population.ts';
+import { TrainerConfigSchema } from '../train/trainer.ts';
+import { OpponentWeightSchema } from '../train/trial-source.ts';
+import { PopulationSectionSchema } from '../train/population.ts';
 
 /** Built-in tasks: MAGE trial environments and the toy tool agent. */
 export const TRIAL_TASKS = ['bandit', 'kuhn', 'tictactoe', 'sokoban', 'rps'] as const;
