@@ -28,7 +28,7 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 const program = new Command()
-  .option('--task <task>', 'bandit | kuhn', 'kuhn')
+  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt (configs examples/configs/<task>-{meta-rl,grpo}.yaml)', 'kuhn')
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '10,11,12')
   .option('--arms <list>', 'meta,grpo (the configs examples/configs/<task>-meta-rl.yaml and <task>-grpo.yaml)', 'meta,grpo')
   .option('--set <key=value>', 'override applied to every arm (repeatable)', collect, [])
@@ -142,6 +142,19 @@ async function main(): Promise<void> {
     }
   }
 
+  // Success rate by episode (won in any episode ≤ k): MAGE's metric, meaningful when trials stop once won.
+  const success: string[] = [`| opponent | episode | ${policies.join(' | ')} |`, `|---|---|${policies.map(() => '---').join('|')}|`];
+  for (const name of evalOpponents) {
+    for (let k = 0; k < K; k++) {
+      const cells = policies.map((p) => {
+        const xs = reps(p).map((r) => opp(r, name).episodes[k]!.successRate);
+        const c = across(xs, xs.map(() => 0));
+        return `${f3(c.mean)} (sd ${f3(c.sd)})`;
+      });
+      success.push(`| ${name} | ${k} | ${cells.join(' | ')} |`);
+    }
+  }
+
   // Against the training mixture, and paired per-deal differences.
   const mixLines: string[] = [];
   const paired: string[] = [];
@@ -191,6 +204,7 @@ async function main(): Promise<void> {
     ...lines,
     '',
     ...(mixLines.length ? [`Against the training mixture (${train.map((t) => `${t.name} ×${t.weight}`).join(', ')}), by episode:`, '', ...mixLines, '', 'Paired differences (per deal, same evaluation seed; se from the per-deal differences):', '', ...paired, ''] : []),
+    ...(evalTrial.stopWhenWon ? ['Success rate by episode (won in any episode ≤ k), mean across seeds:', '', ...success, ''] : []),
     'Compute per run:',
     '',
     ...compute,

@@ -96,3 +96,12 @@ describe('agentrl train', () => {
     expect(bad.out).toMatch(/trainer\.batchSize/);
   }, 60_000);
 });
+
+describe('example configs', () => {
+  it('every shipped config is valid', async () => {
+    const { readdirSync } = await import('node:fs');
+    const files = readdirSync('examples/configs').filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThanOrEqual(9);
+    for (const f of files) expect(() => parseRunConfig(readConfigFile(join('examples/configs', f))), f).not.toThrow();
+  });
+});
