@@ -248,3 +248,25 @@ describe('Trainer', () => {
     expect(() => new Trainer({ config: { steps: 1, batchSize: 1 }, engine, trainer: inProcess(1), source: [], workflow: async () => { throw new Error('unused'); } })).toThrow(/version 3.*version 0/);
   });
 });
+
+describe('aborted rollouts', () => {
+  it('stopping the controller stops decoding at once: every row leaves the engine', async () => {
+    const { RolloutController } = await import('../src/train/rollout-controller.ts');
+    const { singleTurnWorkflow, cycle } = await import('../src/agents/single-turn.ts');
+    const engine = newEngine(2);
+    const tasks = [{ id: 'a', prompt: [3, 4], reward: () => 0 }];
+    const rc = new RolloutController({ config: { batchSize: 2, groupSize: 4 }, source: cycle(tasks), workflow: singleTurnWorkflow(engine, { maxTokens: MODEL.contextLength - 4 }) });
+    rc.start();
+    while (engine.stats.decodeSteps < 3) await new Promise((r) => setImmediate(r));
+    expect(engine.load().active).toBe(8);
+    const stopped = rc.stop();
+    const sampled = engine.stats.tokensSampled;
+    const res = await stopped;
+    expect(res.aborted).toHaveLength(2);
+    expect(engine.load()).toEqual({ active: 0, queued: 0 });
+    // At most the step in progress finished: no row decodes after the abort.
+    expect(engine.stats.tokensSampled - sampled).toBeLessThanOrEqual(8);
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(engine.stats.tokensSampled - sampled).toBeLessThanOrEqual(8);
+  });
+});

@@ -139,7 +139,7 @@ export function toyToolWorkflow(engine: InferenceEngine, cfgIn: ToyToolAgentConf
     let answer: number[] = [];
     for (let turn = 0; turn <= turns; turn++) {
       if (ctx.signal.aborted) throw ctx.signal.reason ?? new Error('aborted');
-      const out = await engine.generate(seq.ids, { maxTokens: c.tokensPerTurn, temperature: c.temperature, seed: rng.nextU32() });
+      const out = await engine.generate(seq.ids, { maxTokens: c.tokensPerTurn, temperature: c.temperature, seed: rng.nextU32(), signal: ctx.signal });
       appendCompletion(seq, out);
       answer = out.ids;
       if (turn === turns) break; // the final answer: no tool call
