@@ -347,14 +347,7 @@ export class JsBackend implements Backend {
         continue;
       }
       // S = Σ e^(z-m), W = Σ e^(z-m)·(z-m): lse = m + log S, entropy = log S - W/S
-      let S = 0, W = 0;
-      for (let v = 0; v < V; v++) {
-        if (mask && mask[x + v] === 0) continue;
-        const d = logits[x + v] * invTemp - max;
-        const e = Math.exp(d);
-        S += e;
-        W += e * d;
-      }
+      const [S, W] = expSums(logits, mask, x, V, invTemp, max);
       const logS = Math.log(S);
       logprobs[n] = mask && mask[x + target] === 0 ? -Infinity : logits[x + target] * invTemp - max - logS;
       entropy[n] = logS - W / S;
@@ -371,14 +364,7 @@ export class JsBackend implements Backend {
       }
       if (target >= V) throw new RangeError(`logSoftmaxBackward: targets[${n}] = ${target} is outside the vocabulary [0, ${V})`);
       // All statistics are read before any element of the row is written (dlogits may alias logits).
-      let S = 0, W = 0;
-      for (let v = 0; v < V; v++) {
-        if (mask && mask[x + v] === 0) continue;
-        const d = logits[x + v] * invTemp - max;
-        const e = Math.exp(d);
-        S += e;
-        W += e * d;
-      }
+      const [S, W] = expSums(logits, mask, x, V, invTemp, max);
       const invS = 1 / S, meanD = W / S;
       // A forbidden target has logprob -∞, a constant: its term contributes no gradient.
       const targetAllowed = !mask || mask[x + target] !== 0;
@@ -454,6 +440,19 @@ function checkToken(tok: number, n: number, vocab: number): number {
  * allowed logit is NaN, so that the row's logprob and entropy come out NaN (non-finite weights or
  * activations) instead of looking like a row with every token masked.
  */
+/** S = Σ e^(z−m) and W = Σ e^(z−m)·(z−m) over the allowed entries of row x (z = logit·invTemp). */
+function expSums(logits: Float32Array, mask: Uint8Array | null, x: number, V: number, invTemp: number, max: number): [number, number] {
+  let S = 0, W = 0;
+  for (let v = 0; v < V; v++) {
+    if (mask && mask[x + v] === 0) continue;
+    const d = logits[x + v]! * invTemp - max;
+    const e = Math.exp(d);
+    S += e;
+    W += e * d;
+  }
+  return [S, W];
+}
+
 function rowMax(logits: Float32Array, mask: Uint8Array | null, x: number, V: number, invTemp: number): number {
   let max = -Infinity;
   for (let v = 0; v < V; v++) {

@@ -133,8 +133,8 @@ export interface BatchWindowMetrics {
   retries: number;
 }
 
-export interface RolloutTotals {
-  version: number;
+/** Cumulative group and run counts since start(). */
+export interface GroupCounts {
   admittedGroups: number;
   acceptedGroups: number;
   consumedGroups: number;
@@ -143,6 +143,10 @@ export interface RolloutTotals {
   abortedGroups: number;
   runErrors: number;
   retries: number;
+}
+
+export interface RolloutTotals extends GroupCounts {
+  version: number;
   /** Groups consumed with staleness > η: 0 unless the trainer skipped versions between batches. */
   stalenessViolations: number;
   staleness: Histogram;
@@ -210,15 +214,7 @@ interface Waiter<Item> {
 }
 
 /** Cumulative counters; a window is the difference of two snapshots. */
-interface Counters {
-  admittedGroups: number;
-  acceptedGroups: number;
-  consumedGroups: number;
-  filteredGroups: number;
-  failedGroups: number;
-  abortedGroups: number;
-  runErrors: number;
-  retries: number;
+interface Counters extends GroupCounts {
   trajectories: number;
   samples: number;
   tokens: number;
