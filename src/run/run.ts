@@ -19,6 +19,7 @@ import type { Trajectory } from '../core/types.ts';
 import type { RolloutWorkflow } from '../core/workflow.ts';
 import { mixSeed } from '../envs/rng.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
+import { canonicalJson } from '../engine/checkpoint.ts';
 import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { defaultBackend } from '../engine/backends.ts';
 import type { Backend } from '../engine/backend.ts';
@@ -138,7 +139,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   let untrainedTool: number | null = null;
   if (o.resume && existsSync(join(ckDir, 'manifest.json'))) {
     const saved = JSON.parse(readFileSync(configPath, 'utf8')) as unknown;
-    if (JSON.stringify(saved) !== JSON.stringify(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
+    if (canonicalJson(parseRunConfig(saved)) !== canonicalJson(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
     const restored = await loadTrainerCheckpoint(ckDir, backend);
     parts.trainer.model.params.set(restored.trainer.model.params);
     parts.trainer.m.set(restored.trainer.m);
