@@ -66,14 +66,17 @@ describe('Kuhn snapshot opponent', () => {
   });
 
   it("reads the same prompt runTrial gives the agent in that seat (incl. its own earlier move at PB)", async () => {
-    const pop = Population.create(tinyConfig({ size: 1 }), { backend });
-    const tok = pop.tokenizer;
+    const toks = {
+      text: Population.create(tinyConfig({ size: 1 }), { backend }).tokenizer,
+      token: Population.create(tinyConfig({ size: 1, envOptions: { observation: 'token' } }), { backend }).tokenizer,
+    };
     const rulesText = new KuhnEnv().rules();
     let seen = 0;
-    for (const rules of ['none', 'full'] as const) {
+    for (const [rules, observation, historyWindow] of [['none', 'text', 7], ['full', 'text', 7], ['none', 'token', 0], ['none', 'token', 7]] as const) {
+      const tok = toks[observation];
       for (const [seat, opponent] of [[0, 'aggressive'], [1, 'conservative'], [1, 'aggressive']] as const) {
         for (let seed = 0; seed < 6; seed++) {
-          const env = new KuhnEnv({ seat, opponent });
+          const env = new KuhnEnv({ seat, opponent, observation });
           const prompts: { text: string; view: KuhnView }[] = [];
           const engine: InferenceEngine = {
             tokenizer: tok,
@@ -85,11 +88,12 @@ describe('Kuhn snapshot opponent', () => {
               return { ids, logprobs: ids.map(() => 0), versions: ids.map(() => 0), text: tok.decode(ids), finishReason: 'stop', temperature: 1 };
             },
           };
-          const trial = { ...TRIAL, rules, episodes: 1 };
+          const trial = { ...TRIAL, rules, episodes: 1, historyWindow, obsWindow: 2 };
           await runTrial(env, engine, trial, { seed, groupId: 'g', opponent });
           for (const p of prompts) {
-            expect(tok.decode(tok.encode(kuhnSnapshotPrompt(p.view, { ...trial, historyWindow: 7, obsWindow: 2 }, rulesText)))).toBe(p.text);
-            if (p.view.history === 'PB') expect(p.text).toContain('-> PASS |');
+            expect(tok.decode(tok.encode(kuhnSnapshotPrompt(p.view, trial, rulesText, observation)))).toBe(p.text);
+            expect(p.text).not.toContain(tok.tokenString(2)); // every word known: the comparison is exact
+            if (p.view.history === 'PB' && historyWindow > 0) expect(p.text).toContain('-> PASS |');
             seen++;
           }
         }

@@ -22,6 +22,7 @@ import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
 import { tokenIds } from '../../agents/constraints.ts';
 import type { TrialConfig } from '../../agents/trial.ts';
+import { infoSetToken } from '../../envs/kuhn.ts';
 import { CARD_NAMES, KUHN_ACTIONS, infoSetKey, letterAction, playerToAct, type DecisionHistory, type KuhnAction, type KuhnView } from '../../envs/kuhn-game.ts';
 import type { KuhnOpponent } from '../../envs/kuhn-opponents.ts';
 
@@ -43,17 +44,19 @@ export type SnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'rules' | 'his
  * runTrial's first-episode play prompt for the player of `view` (see the file comment). `rulesText`
  * is KuhnEnv.rules() (used when `cfg.rules` is 'full').
  */
-export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, rulesText: string): string {
+export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, rulesText: string, observation: 'text' | 'token' = 'text'): string {
+  // The observation exactly as KuhnEnv.observe() shows it in the env's observation mode.
+  const observe = (v: KuhnView) => (observation === 'token' ? infoSetToken(v.seat, v.card, v.history) : renderKuhnObservation(v));
   const moves: { obs: string; action: string }[] = [];
   for (let i = 0; i < view.history.length; i++) {
     const prefix = view.history.slice(0, i) as DecisionHistory;
-    if (playerToAct(prefix) === view.seat) moves.push({ obs: renderKuhnObservation({ card: view.card, history: prefix, seat: view.seat }), action: letterAction(view.history[i]!) });
+    if (playerToAct(prefix) === view.seat) moves.push({ obs: observe({ card: view.card, history: prefix, seat: view.seat }), action: letterAction(view.history[i]!) });
   }
-  const shown = moves.slice(-cfg.historyWindow);
+  const shown = cfg.historyWindow === 0 ? [] : moves.slice(-cfg.historyWindow); // slice(-0) would keep them all
   const movesText = shown.length === 0
     ? 'moves none'
     : 'moves ' + shown.map((m, i) => (i >= shown.length - cfg.obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
-  return [cfg.rules === 'full' ? rulesText : '', `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${renderKuhnObservation(view)} ->`].filter(Boolean).join(' ');
+  return [cfg.rules === 'full' ? rulesText : '', `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${observe(view)} ->`].filter(Boolean).join(' ');
 }
 
 export interface KuhnSnapshotOptions {
@@ -61,6 +64,8 @@ export interface KuhnSnapshotOptions {
   rulesText: string;
   /** Sampling temperature of the action word (the agent's trial temperature). Default 1. */
   temperature?: number;
+  /** The env's observation mode the snapshot was trained on (default 'text'). */
+  observation?: 'text' | 'token';
 }
 
 export class KuhnSnapshotOpponent implements KuhnOpponent {
@@ -81,7 +86,7 @@ export class KuhnSnapshotOpponent implements KuhnOpponent {
 
   /** The text the snapshot reads for this view (before the `<action>` token). */
   promptFor(view: KuhnView): string {
-    return kuhnSnapshotPrompt(view, this.opts.prompt, this.opts.rulesText);
+    return kuhnSnapshotPrompt(view, this.opts.prompt, this.opts.rulesText, this.opts.observation);
   }
 
   /** Token ids fed to the model: the prompt (left-truncated as runTrial does) then `<action>`. */

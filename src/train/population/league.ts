@@ -62,7 +62,7 @@ export function kuhnSnapshotAdapter(envOptions: Record<string, unknown>, trial: 
   const opts = parsed.data;
   const rulesText = new KuhnEnv(opts).rules();
   return {
-    makeOpponent: (f) => new KuhnSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature }),
+    makeOpponent: (f) => new KuhnSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, observation: opts.observation }),
     makeEnv: (opponent) => new KuhnEnv({ ...opts, opponent: opponent as KuhnSnapshotOpponent }),
   };
 }
