@@ -1,13 +1,89 @@
 """PyTorch CPU reference for bench/engine.ts: the same decoder-only transformer (learned positions,
 LayerNorm, GELU-tanh MLP x4, tied embeddings, biases), the same train step (cross-entropy over all
-positions, AdamW, grad clip 1.0) and KV-cache batched sampling. Prints one JSON line.
+positions, AdamW, grad clip 1.0) and KV-cache batched sampling.
 
-Run with Debian's interpreter: /usr/bin/python3 bench/torch_reference.py --threads 2 ...
+The peer gets its best setup on this CPU, never a handicap:
+- threads pinned before torch loads: OMP/OPENBLAS/MKL_NUM_THREADS = --threads, torch.set_num_threads;
+  OMP_WAIT_POLICY=PASSIVE (PyTorch's best setting on the shared 2-core machine: spinning
+  OpenMP/OpenBLAS pools cost it 1.2-3x);
+- ISA pinned: ATEN_CPU_CAPABILITY=avx512 on an AVX-512 CPU (torch 1.13 otherwise dispatches AVX2);
+  OpenBLAS picks this CPU's own kernels (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset; the dev machine's
+  OPENBLAS_CORETYPE=Haswell was slower for it in a comparison here) unless --openblas-coretype says otherwise;
+- sampling under torch.inference_mode() with a preallocated KV cache (fixed-size [B, heads, ctx,
+  head] tensors written in place per step, as an inference engine does; no torch.cat growth),
+  preallocated position ids and causal mask; decode steps (one new token) skip the mask.
+The JSON output records the torch version, its build config (BLAS) and parallel info, the CPU
+capability (ISA) it dispatches to, the thread settings and the OPENBLAS_CORETYPE in effect.
+
+Run with Debian's interpreter:
+  /usr/bin/python3 bench/torch_reference.py --threads 2 [--repeats 5]   # one JSON line: runs + medians
+  /usr/bin/python3 bench/torch_reference.py --threads 2 --serve         # for bench/engine.ts (interleaved)
+In --serve mode it prints one JSON line {"ready": ..., "info": ...} after warming up, then answers
+each stdin line {"op": "train", "steps": N} / {"op": "sample"} with one JSON line, until EOF or
+{"op": "quit"}.
 """
-import argparse, json, math, time
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+import argparse, json, math, os, statistics, sys, time
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--threads", type=int, default=2)
+ap.add_argument("--vocab", type=int, default=1024)
+ap.add_argument("--ctx", type=int, default=128)
+ap.add_argument("--width", type=int, default=256)
+ap.add_argument("--layers", type=int, default=4)
+ap.add_argument("--heads", type=int, default=4)
+ap.add_argument("--batch", type=int, default=32)
+ap.add_argument("--train-steps", type=int, default=5, help="train steps per repeat")
+ap.add_argument("--sample-batch", type=int, default=64)
+ap.add_argument("--prompt", type=int, default=16)
+ap.add_argument("--new-tokens", type=int, default=112)
+ap.add_argument("--repeats", type=int, default=5, help="standalone mode: repeats of each measurement")
+ap.add_argument("--wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY set before torch loads")
+ap.add_argument("--openblas-coretype", default="detect",
+                help="'detect' (unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: OpenBLAS picks this CPU's kernels), "
+                     "'inherit' (keep the environment's), or a core name (e.g. Haswell, SkylakeX)")
+ap.add_argument("--cpu-capability", default="best",
+                help="ATEN_CPU_CAPABILITY set before torch loads: 'best' (avx512 when the CPU has AVX-512 F/BW/VL/DQ, "
+                     "else avx2 with AVX2+FMA; torch 1.13 itself stays on AVX2), default, avx2, avx512, or 'auto' (leave it to torch)")
+ap.add_argument("--serve", action="store_true", help="answer train/sample requests on stdin (bench/engine.ts)")
+a = ap.parse_args()
+
+# Pin the thread pools and the wait policy before torch (libgomp, OpenBLAS) is loaded: they read
+# these once, at load time.
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+for var in THREAD_VARS:
+    os.environ[var] = str(a.threads)
+os.environ["OMP_WAIT_POLICY"] = a.wait_policy
+if a.openblas_coretype == "detect":
+    os.environ.pop("OPENBLAS_CORETYPE", None)
+    os.environ.pop("OPENBLAS_L2_SIZE", None)
+elif a.openblas_coretype != "inherit":
+    os.environ["OPENBLAS_CORETYPE"] = a.openblas_coretype
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return {k: (k in flags) for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16")}
+    except OSError:
+        pass
+    return {}
+
+
+if a.cpu_capability == "best":
+    f = cpu_flags()
+    if all(f.get(k) for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma")):
+        os.environ["ATEN_CPU_CAPABILITY"] = "avx512"
+    elif f.get("avx2") and f.get("fma"):
+        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
+elif a.cpu_capability != "auto":
+    os.environ["ATEN_CPU_CAPABILITY"] = a.cpu_capability
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 class Block(nn.Module):
@@ -21,25 +97,38 @@ class Block(nn.Module):
         s.fc = nn.Linear(C, 4 * C)
         s.fcproj = nn.Linear(4 * C, C)
 
-    def attn(s, x, cache=None):
+    def heads(s, x):
         B, T, C = x.shape
         q, k, v = s.qkv(x).split(C, dim=2)
         sh = lambda t: t.view(B, T, s.NH, C // s.NH).transpose(1, 2)
-        q, k, v = sh(q), sh(k), sh(v)
-        if cache is not None:
-            if cache.get("k") is not None:
-                k = torch.cat([cache["k"], k], dim=2)
-                v = torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
-        Tq, Tk = q.size(2), k.size(2)
-        mask = torch.ones(Tq, Tk, dtype=torch.bool).tril(diagonal=Tk - Tq)
-        att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
-        return s.proj(y)
+        return sh(q), sh(k), sh(v)
 
-    def forward(s, x, cache=None):
-        x = x + s.attn(s.ln1(x), cache)
+    def merge(s, y):
+        B, NH, T, hs = y.shape
+        return s.proj(y.transpose(1, 2).reshape(B, T, NH * hs))
+
+    def attn_train(s, x, masked_out):
+        q, k, v = s.heads(x)
+        T = q.size(2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(masked_out[:T, :T], float("-inf")).softmax(dim=-1)
+        return s.merge(att @ v)
+
+    def attn_cached(s, x, kc, vc, pos, masked_out):
+        """Writes this step's keys/values into the preallocated cache in place, attends over [0, pos+T)."""
+        q, k, v = s.heads(x)
+        B, T = x.size(0), x.size(1)
+        kc[:B, :, pos:pos + T].copy_(k)
+        vc[:B, :, pos:pos + T].copy_(v)
+        K, V = kc[:B, :, :pos + T], vc[:B, :, :pos + T]
+        att = (q @ K.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        if T > 1:  # prefill: causal mask; a single new token sees every cached position
+            att = att.masked_fill(masked_out[pos:pos + T, :pos + T], float("-inf"))
+        return s.merge(att.softmax(dim=-1) @ V)
+
+    def forward(s, x, masked_out, cache=None, pos=0):
+        h = s.ln1(x)
+        x = x + (s.attn_train(h, masked_out) if cache is None else s.attn_cached(h, cache[0], cache[1], pos, masked_out))
         return x + s.fcproj(F.gelu(s.fc(s.ln2(x)), approximate="tanh"))
 
 
@@ -50,70 +139,169 @@ class GPT(nn.Module):
         s.wpe = nn.Embedding(T, C)
         s.blocks = nn.ModuleList([Block(C, NH) for _ in range(L)])
         s.lnf = nn.LayerNorm(C)
+        s.register_buffer("pos_ids", torch.arange(T), persistent=False)
+        s.register_buffer("masked_out", torch.ones(T, T, dtype=torch.bool).triu(diagonal=1), persistent=False)
 
     def forward(s, idx, pos0=0, caches=None):
         B, T = idx.shape
-        x = s.wte(idx) + s.wpe(torch.arange(pos0, pos0 + T))
+        x = s.wte(idx) + s.wpe(s.pos_ids[pos0:pos0 + T])
         for i, b in enumerate(s.blocks):
-            x = b(x, None if caches is None else caches[i])
+            x = b(x, s.masked_out, None if caches is None else caches[i], pos0)
         return s.lnf(x) @ s.wte.weight.t()
 
 
+def cpu_capability(config):
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if get is not None:
+        return get(), "torch.backends.cpu.get_cpu_capability()"
+    for line in config.splitlines():
+        if "CPU capability usage" in line:
+            return line.split(":", 1)[1].strip(), "torch.__config__.show()"
+    return None, None
+
+
+def build_settings(config):
+    """The BLAS/LAPACK/threading entries of torch's build settings."""
+    keep = ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "USE_OPENMP", "PERF_WITH_AVX2", "PERF_WITH_AVX512", "TORCH_VERSION")
+    out = {}
+    for line in config.splitlines():
+        if "Build settings:" in line:
+            for item in line.split("Build settings:", 1)[1].split(", "):
+                k, _, v = item.strip().rstrip(",").partition("=")
+                if k in keep:
+                    out[k] = v
+    return out
+
+
+def loaded_blas():
+    """The BLAS library this process actually loaded (Debian's BLAS_INFO=generic goes through the
+    libblas.so.3 alternative) and, for OpenBLAS, the kernel core and threads it runs with."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if any(n in os.path.basename(path) for n in ("blas", "lapack", "gomp", "mkl")):
+                    libs.add(os.path.realpath(path))
+    except OSError:
+        pass
+    res = {"libraries": sorted(libs)}
+    for path in sorted(libs):
+        if "openblas" not in path or "lapack" in path:
+            continue
+        try:
+            import ctypes
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            lib.openblas_get_config.restype = ctypes.c_char_p
+            res["openblas_corename"] = lib.openblas_get_corename().decode()
+            res["openblas_config"] = lib.openblas_get_config().decode().strip()
+            res["openblas_num_threads"] = lib.openblas_get_num_threads()
+            res["openblas_parallel"] = {0: "sequential", 1: "pthreads", 2: "openmp"}.get(lib.openblas_get_parallel(), "?")
+            break
+        except (OSError, AttributeError):
+            continue
+    return res
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--vocab", type=int, default=1024)
-    ap.add_argument("--ctx", type=int, default=128)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--train-steps", type=int, default=5)
-    ap.add_argument("--sample-batch", type=int, default=64)
-    ap.add_argument("--prompt", type=int, default=16)
-    ap.add_argument("--new-tokens", type=int, default=112)
-    a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     m = GPT(a.vocab, a.ctx, a.width, a.layers, a.heads)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-4, weight_decay=0.01)
     x = torch.randint(0, a.vocab, (a.batch, a.ctx))
     y = torch.randint(0, a.vocab, (a.batch, a.ctx))
+    hs = a.width // a.heads
 
-    def step():
+    def train_step():
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(m(x).view(-1, a.vocab), y.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
 
-    step()  # warm-up
-    t0 = time.perf_counter()
-    for _ in range(a.train_steps):
-        step()
-    dt = (time.perf_counter() - t0) / a.train_steps
-    train_tps = a.batch * a.ctx / dt
+    def train(steps):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            train_step()
+        dt = (time.perf_counter() - t0) / steps
+        return {"train_tokens_per_s": a.batch * a.ctx / dt, "train_step_s": dt}
 
-    @torch.no_grad()
+    # Allocated once, like an inference engine's KV cache: [batch, heads, ctx, head size] per layer.
+    with torch.inference_mode():
+        caches = [(torch.zeros(a.sample_batch, a.heads, a.ctx, hs), torch.zeros(a.sample_batch, a.heads, a.ctx, hs)) for _ in m.blocks]
+        out = torch.zeros(a.sample_batch, a.new_tokens, dtype=torch.long)
+    assert a.prompt + a.new_tokens <= a.ctx, "prompt + new tokens must fit the context"
+
     def sample():
-        caches = [dict() for _ in m.blocks]
-        idx = torch.randint(0, a.vocab, (a.sample_batch, a.prompt))
-        logits = m(idx, 0, caches)[:, -1]
-        pos = a.prompt
-        for _ in range(a.new_tokens):
-            tok = torch.multinomial(F.softmax(logits, dim=-1), 1)
-            if pos >= a.ctx:
-                break
-            logits = m(tok, pos, caches)[:, -1]
-            pos += 1
+        with torch.inference_mode():
+            idx = torch.randint(0, a.vocab, (a.sample_batch, a.prompt))
+            t0 = time.perf_counter()
+            logits = m(idx, 0, caches)[:, -1]
+            pos = a.prompt
+            for i in range(a.new_tokens):
+                tok = torch.multinomial(F.softmax(logits, dim=-1), 1)
+                out[:, i] = tok[:, 0]
+                if i + 1 < a.new_tokens:
+                    logits = m(tok, pos, caches)[:, -1]
+                    pos += 1
+            dt = time.perf_counter() - t0
+        return {"sample_tokens_per_s": a.sample_batch * a.new_tokens / dt, "sample_s": dt}
 
-    sample()  # warm-up
-    t0 = time.perf_counter()
+    train_step()  # warm-up (allocator, thread pools, BLAS loaded)
     sample()
-    sdt = time.perf_counter() - t0
-    sample_tps = a.sample_batch * a.new_tokens / sdt
-    print(json.dumps({"torch_version": torch.__version__, "threads": a.threads, "train_step_s": dt,
-                      "train_tokens_per_s": train_tps, "sample_tokens_per_s": sample_tps}))
+
+    config = torch.__config__.show()
+    cap, cap_source = cpu_capability(config)
+    info = {
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "threads": a.threads,
+        "torch_num_threads": torch.get_num_threads(),
+        "torch_num_interop_threads": torch.get_num_interop_threads(),
+        "env": {k: os.environ.get(k) for k in THREAD_VARS + ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ATEN_CPU_CAPABILITY")},
+        "cpu_capability_requested": a.cpu_capability,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+        "cpu_capability": cap,
+        "cpu_capability_source": cap_source,
+        "cpu_flags": cpu_flags(),
+        "build_settings": build_settings(config),
+        "blas": loaded_blas(),
+        "config": config,
+        "parallel_info": torch.__config__.parallel_info(),
+        "kv_cache": "preallocated [batch, heads, ctx, head] per layer, written in place",
+        "sampling_mode": "torch.inference_mode",
+        "train_batch": a.batch,
+        "sample_batch": a.sample_batch,
+        "prompt": a.prompt,
+        "new_tokens": a.new_tokens,
+    }
+
+    if a.serve:
+        print(json.dumps({"ready": True, "info": info}), flush=True)
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            req = json.loads(line)
+            if req.get("op") == "train":
+                res = train(int(req.get("steps", a.train_steps)))
+            elif req.get("op") == "sample":
+                res = sample()
+            elif req.get("op") == "quit":
+                break
+            else:
+                res = {"error": f"unknown op {req.get('op')!r}"}
+            print(json.dumps(res), flush=True)
+        return
+
+    train_runs, sample_runs = [], []
+    for _ in range(a.repeats):
+        train_runs.append(train(a.train_steps)["train_tokens_per_s"])
+        sample_runs.append(sample()["sample_tokens_per_s"])
+    stats = lambda r: {"median": statistics.median(r), "min": min(r), "max": max(r), "runs": r}
+    print(json.dumps({**info, "repeats": a.repeats, "train_steps_per_repeat": a.train_steps,
+                      "train_tokens_per_s": statistics.median(train_runs), "sample_tokens_per_s": statistics.median(sample_runs),
+                      "train": stats(train_runs), "sample": stats(sample_runs)}))
 
 
 if __name__ == "__main__":
