@@ -1,18 +1,38 @@
 /**
  * Engine benchmark: compute path, GEMM GFLOP/s, the reference model's train-step tokens/s and
  * KV-cache batched sampling tokens/s, and — when Debian's /usr/bin/python3 has torch — the same
- * model in PyTorch CPU measured in the same run, with ratios. Never installs anything.
+ * model in PyTorch CPU (bench/torch_reference.py, kept warm in a child process) measured in the
+ * same run. Never installs anything.
  *
- *   npm run bench:engine [-- --quick] [-- --out docs/results/engine-bench.json]
+ *   npm run bench:engine [-- --quick] [-- --no-torch] [-- --repeats N] [-- --train-steps N]
+ *                        [-- --write | --out FILE] [-- --openblas-coretype detect|inherit|NAME]
+ *                        [-- --torch-cpu-capability best|auto|avx2|avx512]
+ *
+ * Each measurement (train step, sampling) is repeated `--repeats` times (default 7, --quick 3),
+ * agentrl and PyTorch interleaved, the order alternating per repeat (A B, B A, A B, …) so slow
+ * drift of a shared machine falls on both sides; it reports medians with min/max and every run,
+ * and the ratios of the medians taken in this run. Both sides get the same threads (2) and the
+ * same OpenBLAS kernels (by default OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset, so OpenBLAS detects
+ * this CPU). PyTorch gets its best setup: threads pinned (OMP/OPENBLAS/MKL_NUM_THREADS,
+ * set_num_threads), OMP_WAIT_POLICY=PASSIVE, ATen ISA pinned (avx512 on an AVX-512 CPU), sampling
+ * under inference_mode with a preallocated KV cache; its version, BLAS library and kernels, ISA
+ * and thread settings are recorded in the JSON, as are agentrl's compute path and environment.
+ *
+ * Writes nothing unless asked: `--write` puts the JSON into docs/results/engine-bench.json,
+ * `--out FILE` into FILE (`--no-write` is accepted and changes nothing).
  *
  * Last line: one JSON object.
  */
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { Command } from 'commander';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
 import type { Backend } from '../src/engine/backend.ts';
 import { selectBackend } from '../src/engine/backends.ts';
 import { JsBackend } from '../src/engine/js-backend.ts';
+import { nativeInfo } from '../src/engine/native.ts';
 import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { BuiltinTrainer, sftLoss } from '../src/train/builtin-trainer.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
@@ -23,17 +43,56 @@ import { Rng } from '../src/core/rng.ts';
 const REF: ModelConfigInput = { vocabSize: 1024, contextLength: 128, nLayer: 4, nHead: 4, nEmbd: 256, norm: 'layernorm', positions: 'learned' };
 const TRAIN_BATCH = 32;
 const SAMPLE_BATCH = 64, PROMPT = 16, NEW_TOKENS = 112; // 16 + 112 = the 128-token context
+const THREADS = 2;
+const RESULTS_FILE = fileURLToPath(new URL('../docs/results/engine-bench.json', import.meta.url));
+const TORCH_SCRIPT = fileURLToPath(new URL('./torch_reference.py', import.meta.url));
+
+const positiveInt = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
 
 const program = new Command()
-  .option('--quick', 'fewer repetitions (< 2 minutes)')
+  .option('--quick', 'fewer, shorter repeats (CI; well under a minute without torch)')
   .option('--no-torch', 'skip the PyTorch reference')
-  .option('--out <file>', 'also write the JSON result to this file')
+  .option('--repeats <n>', 'interleaved repeats of each measurement (default 7, --quick 3)', positiveInt('--repeats'))
+  .option('--train-steps <n>', 'train steps per repeat (default 5, --quick 2)', positiveInt('--train-steps'))
+  .option('--openblas-coretype <v>', "OpenBLAS kernels for both sides: 'detect' (unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: this CPU's own), 'inherit' (the environment's), or a core name", 'detect')
+  .option('--torch-cpu-capability <v>', "PyTorch's ATEN_CPU_CAPABILITY: 'best' (avx512 on an AVX-512 CPU, else avx2), avx2, avx512, default, or 'auto' (torch's choice)", 'best')
+  .option('--write', 'write the JSON result to docs/results/engine-bench.json')
+  .option('--no-write', 'write nothing (the default)')
+  .option('--out <file>', 'write the JSON result to this file')
   .parse();
-const opts = program.opts<{ quick?: boolean; torch: boolean; out?: string }>();
+const opts = program.opts<{ quick?: boolean; torch: boolean; repeats?: number; trainSteps?: number; openblasCoretype: string; torchCpuCapability: string; write?: boolean; out?: string }>();
 const quick = !!opts.quick;
+const REPEATS = opts.repeats ?? (quick ? 3 : 7);
+const TRAIN_STEPS = opts.trainSteps ?? (quick ? 2 : 5);
+
+// OpenBLAS reads OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE when it is loaded (by the addon, below, and by
+// torch in its own process, which applies the same option); both sides get the same kernels.
+if (opts.openblasCoretype === 'detect') { delete process.env.OPENBLAS_CORETYPE; delete process.env.OPENBLAS_L2_SIZE; }
+else if (opts.openblasCoretype !== 'inherit') process.env.OPENBLAS_CORETYPE = opts.openblasCoretype;
 
 function now(): number {
   return performance.now() / 1000;
+}
+
+function round(x: number, d = 1): number {
+  const f = 10 ** d;
+  return Math.round(x * f) / f;
+}
+
+interface Stats { median: number; min: number; max: number; runs: number[] }
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+}
+
+function stats(xs: readonly number[], d = 1): Stats {
+  return { median: round(median(xs), d), min: round(Math.min(...xs), d), max: round(Math.max(...xs), d), runs: xs.map((x) => round(x, d)) };
 }
 
 function gemmGflops(be: Backend, M: number, N: number, K: number, tA: boolean, tB: boolean, seconds: number): number {
@@ -57,53 +116,132 @@ function refSamples(n: number, T: number, V: number, seed: number): Sample[] {
   });
 }
 
-/** Train-step tokens/s of the reference model (cross-entropy over all positions, AdamW, clip 1.0). */
-function trainTokensPerS(be: Backend, batch: number, steps: number): { tps: number; stepS: number; profile: Record<string, number> } {
+/**
+ * The reference model's train step (cross-entropy over all positions, AdamW, clip 1.0): one model
+ * and trainer, warmed up once; each call times `steps` steps and returns tokens/s.
+ */
+function trainBench(be: Backend, batch: number): (steps: number) => { tps: number; stepS: number } {
   const model = new Transformer(REF, be, 0);
   const trainer = new BuiltinTrainer(model, { lr: 1e-4, weightDecay: 0.01, gradClip: 1.0, microBatchTokens: 1 << 20 });
   const samples = refSamples(batch, REF.contextLength, REF.vocabSize, 2);
   trainer.trainStep(samples, sftLoss); // warm-up (allocations)
-  const t0 = now();
-  for (let i = 0; i < steps; i++) trainer.trainStep(samples, sftLoss);
-  const stepS = (now() - t0) / steps;
-  return { tps: (batch * REF.contextLength) / stepS, stepS, profile: {} };
+  return (steps) => {
+    const t0 = now();
+    for (let i = 0; i < steps; i++) trainer.trainStep(samples, sftLoss);
+    const stepS = (now() - t0) / steps;
+    return { tps: (batch * REF.contextLength) / stepS, stepS };
+  };
 }
 
 const benchTokenizer = (V: number): Tokenizer => ({
   vocabSize: V, eosId: -1, encode: () => [], decode: (ids) => ids.join(' '), tokenString: (id) => String(id), tokenId: () => undefined,
 });
 
-/** Batched sampling tokens/s with the KV cache: 64 concurrent requests, 16-token prompts, 112 new tokens. */
-async function sampleTokensPerS(be: Backend, batch: number): Promise<{ tps: number; occupancy: number }> {
+/**
+ * Batched sampling with the KV cache: 64 concurrent requests, 16-token prompts, 112 new tokens.
+ * One engine (its KV cache allocated once), warmed up once; each call times one batch.
+ */
+async function sampleBench(be: Backend, batch: number): Promise<() => Promise<{ tps: number; occupancy: number }>> {
   const model = new Transformer(REF, be, 0);
+  const engine = new BuiltinEngine(model, benchTokenizer(REF.vocabSize), { maxBatch: batch, seed: 5 });
   const rng = new Rng(3);
   const run = async () => {
-    const engine = new BuiltinEngine(model, benchTokenizer(REF.vocabSize), { maxBatch: batch, seed: 5 });
     const prompts = Array.from({ length: batch }, () => Array.from({ length: PROMPT }, () => rng.int(REF.vocabSize)));
+    const rows0 = engine.stats.rowsDecoded, steps0 = engine.stats.decodeSteps;
     const t0 = now();
     const outs = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: NEW_TOKENS, temperature: 1 })));
     const dt = now() - t0;
     const toks = outs.reduce((a, o) => a + o.ids.length, 0);
-    return { tps: toks / dt, occupancy: engine.stats.rowsDecoded / Math.max(1, engine.stats.decodeSteps) };
+    return { tps: toks / dt, occupancy: (engine.stats.rowsDecoded - rows0) / Math.max(1, engine.stats.decodeSteps - steps0) };
   };
   await run(); // warm-up
-  return run();
+  return run;
 }
 
-function torchReference(steps: number): { train: number; sample: number; version: string } | { error: string } {
-  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.status !== 0) return { error: 'Debian /usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread to enable the reference)' };
-  const r = spawnSync('/usr/bin/python3', ['bench/torch_reference.py', '--threads', '2', '--train-steps', String(steps),
-    '--vocab', String(REF.vocabSize), '--ctx', String(REF.contextLength), '--width', String(REF.nEmbd), '--layers', String(REF.nLayer), '--heads', String(REF.nHead),
-    '--batch', String(TRAIN_BATCH), '--sample-batch', String(SAMPLE_BATCH), '--prompt', String(PROMPT), '--new-tokens', String(NEW_TOKENS)], { encoding: 'utf8' });
-  if (r.status !== 0) return { error: `torch reference failed: ${r.stderr.slice(-500)}` };
-  const j = JSON.parse(r.stdout.trim().split('\n').pop()!);
-  return { train: j.train_tokens_per_s, sample: j.sample_tokens_per_s, version: j.torch_version };
+/** bench/torch_reference.py --serve: one warm PyTorch process answering train/sample requests. */
+class TorchPeer {
+  private readonly lines: string[] = [];
+  private readonly waiters: ((line: string | null) => void)[] = [];
+  private closed = false;
+  private stderr = '';
+  info: Record<string, unknown> = {};
+
+  private constructor(private readonly proc: ChildProcess) {
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
+    createInterface({ input: proc.stdout! })
+      .on('line', (line) => { const w = this.waiters.shift(); if (w) w(line); else this.lines.push(line); })
+      .on('close', () => { this.closed = true; for (const w of this.waiters.splice(0)) w(null); });
+    proc.on('error', (err) => { this.stderr += `\n${err.message}`; });
+  }
+
+  static async start(args: string[]): Promise<TorchPeer | { error: string }> {
+    const proc = spawn('/usr/bin/python3', [TORCH_SCRIPT, '--serve', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const peer = new TorchPeer(proc);
+    const ready = await peer.next(300_000);
+    if (ready === null) {
+      peer.close();
+      if (/No module named 'torch'/.test(peer.stderr) || /ENOENT/.test(peer.stderr)) {
+        return { error: 'Debian /usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread to enable the reference)' };
+      }
+      return { error: `torch reference did not start: ${peer.stderr.trim().slice(-500)}` };
+    }
+    peer.info = (JSON.parse(ready) as { info: Record<string, unknown> }).info;
+    return peer;
+  }
+
+  private next(timeoutMs: number): Promise<string | null> {
+    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
+    if (this.closed) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { const i = this.waiters.indexOf(done); if (i >= 0) this.waiters.splice(i, 1); resolve(null); }, timeoutMs);
+      const done = (line: string | null) => { clearTimeout(timer); resolve(line); };
+      this.waiters.push(done);
+    });
+  }
+
+  async request(req: Record<string, unknown>): Promise<Record<string, number>> {
+    this.proc.stdin!.write(JSON.stringify(req) + '\n');
+    const line = await this.next(600_000);
+    if (line === null) throw new Error(`torch reference stopped answering: ${this.stderr.trim().slice(-500)}`);
+    const res = JSON.parse(line) as Record<string, number> & { error?: string };
+    if (res.error) throw new Error(`torch reference: ${res.error}`);
+    return res;
+  }
+
+  close(): void {
+    if (!this.proc.stdin!.destroyed) this.proc.stdin!.end();
+    if (this.proc.exitCode === null) setTimeout(() => { if (this.proc.exitCode === null) this.proc.kill(); }, 2000).unref();
+  }
 }
+
+function cpuFlags(): Record<string, boolean> {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    if (!line) return {};
+    const flags = new Set(line.split(':')[1]!.trim().split(/\s+/));
+    return Object.fromEntries(['avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512_bf16'].map((f) => [f, flags.has(f)]));
+  } catch {
+    return {};
+  }
+}
+
+/** Shared libraries of this process whose names say BLAS or OpenMP (which OpenBLAS the addon loaded). */
+function loadedLibraries(): string[] {
+  try {
+    const libs = readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.trim().split(/\s+/)[5] ?? '').filter((p) => /blas|gomp/.test(p.split('/').pop()!));
+    return [...new Set(libs)].sort();
+  } catch {
+    return [];
+  }
+}
+
+const envOf = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, process.env[k] ?? null]));
 
 async function main(): Promise<void> {
+  const load0 = loadavg();
   const be = selectBackend();
-  console.log(`compute path: ${be.name} (${be.threads} threads)`);
+  const native = be.name.startsWith('native') ? nativeInfo() : null;
+  console.log(`compute path: ${be.name} (${be.threads} threads); OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
   const secs = quick ? 0.5 : 1.5;
   const matmul = gemmGflops(be, 1024, 1024, 1024, false, false, secs);
   console.log(`sgemm 1024³ NN: ${matmul.toFixed(1)} GFLOP/s`);
@@ -118,49 +256,113 @@ async function main(): Promise<void> {
     shapeGflops[name] = gemmGflops(be, M, N, K, a, b, secs / 2);
     console.log(`sgemm ${name}: ${shapeGflops[name]!.toFixed(1)} GFLOP/s`);
   }
-  const train = trainTokensPerS(be, TRAIN_BATCH, quick ? 3 : 10);
-  console.log(`train step (batch ${TRAIN_BATCH}×${REF.contextLength}): ${train.tps.toFixed(0)} tokens/s (${(train.stepS * 1000).toFixed(0)} ms/step)`);
-  const sample = await sampleTokensPerS(be, SAMPLE_BATCH);
-  console.log(`sampling (batch ${SAMPLE_BATCH}, ${PROMPT}-token prompts, ${NEW_TOKENS} new tokens, KV cache): ${sample.tps.toFixed(0)} tokens/s (mean occupancy ${sample.occupancy.toFixed(1)} rows)`);
 
-  // The pure-JS fallback, on a smaller batch so the bench stays short.
+  // The PyTorch peer: started (and warmed up) before the measurements, then interleaved with ours.
+  let peer: TorchPeer | null = null, torchError: string | null = null;
+  if (opts.torch) {
+    const started = await TorchPeer.start(['--threads', String(THREADS), '--openblas-coretype', opts.openblasCoretype, '--cpu-capability', opts.torchCpuCapability,
+      '--vocab', String(REF.vocabSize), '--ctx', String(REF.contextLength), '--width', String(REF.nEmbd), '--layers', String(REF.nLayer), '--heads', String(REF.nHead),
+      '--batch', String(TRAIN_BATCH), '--train-steps', String(TRAIN_STEPS), '--sample-batch', String(SAMPLE_BATCH), '--prompt', String(PROMPT), '--new-tokens', String(NEW_TOKENS)]);
+    if ('error' in started) { torchError = started.error; console.log(`torch reference: skipped — ${torchError}`); }
+    else {
+      peer = started;
+      const i = peer.info as { torch_version: string; torch_num_threads: number; cpu_capability: string | null; blas: { libraries: string[]; openblas_corename?: string }; env: Record<string, string | null> };
+      const blas = i.blas.openblas_corename ? `OpenBLAS (${i.blas.openblas_corename} kernels)` : i.blas.libraries.join(' ');
+      console.log(`torch ${i.torch_version}: ${i.torch_num_threads} threads, ATen ISA ${i.cpu_capability}, BLAS ${blas}, OMP_WAIT_POLICY=${i.env.OMP_WAIT_POLICY}, OPENBLAS_CORETYPE=${i.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
+    }
+  }
+
+  const train = trainBench(be, TRAIN_BATCH);
+  const sample = await sampleBench(be, SAMPLE_BATCH);
+  const runs = { train: [] as number[], trainStepS: [] as number[], sample: [] as number[], occupancy: [] as number[], torchTrain: [] as number[], torchSample: [] as number[] };
+  const torchInfo = peer?.info ?? null;
+  /** One PyTorch request; a failure drops the peer (and its partial runs) and is reported. */
+  const onTorch = async (req: Record<string, unknown>, key: string, into: number[]): Promise<void> => {
+    if (!peer) return;
+    try {
+      into.push((await peer.request(req))[key]!);
+    } catch (err) {
+      torchError = err instanceof Error ? err.message : String(err);
+      console.log(`torch reference: failed — ${torchError}`);
+      peer.close();
+      peer = null;
+    }
+  };
+  const order: string[] = [];
+  for (let r = 0; r < REPEATS; r++) {
+    const oursFirst = r % 2 === 0;
+    order.push(peer ? (oursFirst ? 'AB' : 'BA') : 'A');
+    const ourTrain = () => { const t = train(TRAIN_STEPS); runs.train.push(t.tps); runs.trainStepS.push(t.stepS); };
+    const torchTrain = () => onTorch({ op: 'train', steps: TRAIN_STEPS }, 'train_tokens_per_s', runs.torchTrain);
+    const ourSample = async () => { const s = await sample(); runs.sample.push(s.tps); runs.occupancy.push(s.occupancy); };
+    const torchSample = () => onTorch({ op: 'sample' }, 'sample_tokens_per_s', runs.torchSample);
+    if (oursFirst) { ourTrain(); await torchTrain(); await ourSample(); await torchSample(); }
+    else { await torchTrain(); ourTrain(); await torchSample(); await ourSample(); }
+    const tt = peer ? `, torch ${runs.torchTrain.at(-1)!.toFixed(0)}` : '', ts = peer ? `, torch ${runs.torchSample.at(-1)!.toFixed(0)}` : '';
+    console.log(`repeat ${r + 1}/${REPEATS}: train ${runs.train.at(-1)!.toFixed(0)}${tt} tokens/s; sampling ${runs.sample.at(-1)!.toFixed(0)}${ts} tokens/s`);
+  }
+  (peer as TorchPeer | null)?.close();
+
+  const trainS = stats(runs.train), sampleS = stats(runs.sample);
+  const torchTrainS = runs.torchTrain.length === REPEATS ? stats(runs.torchTrain) : null;
+  const torchSampleS = runs.torchSample.length === REPEATS ? stats(runs.torchSample) : null;
+  const ratio = (a: number[], b: number[]) => round(median(a) / median(b), 3);
+  const vsTorch = torchTrainS ? ratio(runs.train, runs.torchTrain) : null;
+  const vsTorchSample = torchSampleS ? ratio(runs.sample, runs.torchSample) : null;
+  const range = (s: Stats) => `median ${s.median.toFixed(0)} (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)})`;
+  console.log(`train step (batch ${TRAIN_BATCH}×${REF.contextLength}), ${REPEATS} repeats × ${TRAIN_STEPS} steps: ${range(trainS)} tokens/s (${(median(runs.trainStepS) * 1000).toFixed(0)} ms/step)`);
+  console.log(`sampling (batch ${SAMPLE_BATCH}, ${PROMPT}-token prompts, ${NEW_TOKENS} new tokens, KV cache), ${REPEATS} repeats: ${range(sampleS)} tokens/s (mean occupancy ${median(runs.occupancy).toFixed(1)} rows)`);
+  if (torchTrainS && torchSampleS) {
+    console.log(`torch (same run, interleaved): train ${range(torchTrainS)}, sampling ${range(torchSampleS)} tokens/s → ratio of medians: train ${vsTorch!.toFixed(2)}×, sampling ${vsTorchSample!.toFixed(2)}×`);
+  }
+
+  // The pure-JS fallback, on a smaller batch so the bench stays short (one measurement).
   let fallbackTrain: number | null = null, fallbackMatmul: number | null = null;
   if (be.name !== 'js') {
     const js = new JsBackend();
     fallbackMatmul = gemmGflops(js, 512, 512, 512, false, false, 0.5);
-    fallbackTrain = trainTokensPerS(js, 2, 1).tps;
+    fallbackTrain = trainBench(js, 2)(1).tps;
     console.log(`fallback (js): sgemm 512³ ${fallbackMatmul.toFixed(2)} GFLOP/s, train ${fallbackTrain.toFixed(0)} tokens/s (batch 2×128)`);
   }
 
-  let torch: ReturnType<typeof torchReference> | null = null;
-  if (opts.torch) {
-    torch = torchReference(quick ? 3 : 10);
-    if ('error' in torch) console.log(`torch reference: skipped — ${torch.error}`);
-    else console.log(`torch ${torch.version} (2 threads): train ${torch.train.toFixed(0)} tokens/s, sampling ${torch.sample.toFixed(0)} tokens/s → vs_torch train ${(train.tps / torch.train).toFixed(2)}×, sampling ${(sample.tps / torch.sample).toFixed(2)}×`);
-  }
-  const t = torch && !('error' in torch) ? torch : null;
+  const out = opts.out ?? (opts.write ? RESULTS_FILE : null);
   const result = {
     compute_path: be.name,
     threads: be.threads,
     matmul_gflops: round(matmul),
     gemm_shapes_gflops: Object.fromEntries(Object.entries(shapeGflops).map(([k, v]) => [k, round(v)])),
-    train_tokens_per_s: round(train.tps),
-    sample_tokens_per_s: round(sample.tps),
-    torch_train_tokens_per_s: t ? round(t.train) : null,
-    torch_sample_tokens_per_s: t ? round(t.sample) : null,
-    vs_torch: t ? round(train.tps / t.train, 3) : null,
-    vs_torch_sample: t ? round(sample.tps / t.sample, 3) : null,
+    train_tokens_per_s: trainS.median,
+    sample_tokens_per_s: sampleS.median,
+    torch_train_tokens_per_s: torchTrainS?.median ?? null,
+    torch_sample_tokens_per_s: torchSampleS?.median ?? null,
+    vs_torch: vsTorch,
+    vs_torch_sample: vsTorchSample,
     fallback_matmul_gflops: fallbackMatmul === null ? null : round(fallbackMatmul, 2),
     fallback_train_tokens_per_s: fallbackTrain === null ? null : round(fallbackTrain),
     quick,
+    // Medians above; every run, min and max here. Ratios are ratios of medians from this run.
+    repeats: REPEATS,
+    train_steps_per_repeat: TRAIN_STEPS,
+    interleaving: torchTrainS ? 'A = agentrl, B = PyTorch; per repeat: train A/B, then sampling A/B; order alternates per repeat' : 'agentrl only',
+    order,
+    train_ms_per_step: round(median(runs.trainStepS) * 1000),
+    sample_occupancy_rows: round(median(runs.occupancy)),
+    runs: { train_tokens_per_s: trainS, sample_tokens_per_s: sampleS, torch_train_tokens_per_s: torchTrainS, torch_sample_tokens_per_s: torchSampleS },
+    agentrl: {
+      node: process.version,
+      gemm_path: be.name.startsWith('native/') ? be.name.slice('native/'.length) : null,
+      native_info: native,
+      libraries: loadedLibraries(),
+      env: envOf(['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'AGENTRL_BACKEND', 'AGENTRL_GEMM', 'AGENTRL_THREADS']),
+    },
+    torch: torchInfo,
+    torch_error: opts.torch ? torchError : 'skipped (--no-torch)',
+    machine: { cpu: cpus()[0]?.model ?? null, cpus: cpus().length, cpu_flags: cpuFlags(), load_average_start: load0.map((x) => round(x, 2)), load_average_end: loadavg().map((x) => round(x, 2)) },
+    date: new Date().toISOString(),
+    written_to: out,
   };
-  if (opts.out) writeFileSync(opts.out, JSON.stringify(result, null, 2) + '\n');
+  if (out) writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   console.log(JSON.stringify(result));
-}
-
-function round(x: number, d = 1): number {
-  const f = 10 ** d;
-  return Math.round(x * f) / f;
 }
 
 await main();
