@@ -11,6 +11,9 @@ import { Transformer } from '../engine/model.ts';
 import { envFactory } from '../train/meta-setup.ts';
 import { evaluatePolicy, evaluateRandom, evalTable } from '../eval/trials.ts';
 import { parseRunConfig, TRIAL_TASKS } from '../run/run-config.ts';
+import { listOpponents } from '../envs/registry.ts';
+import { TrialConfigSchema } from '../agents/trial.ts';
+import { formatZodError } from '../core/config-errors.ts';
 
 export interface EvalCliOptions {
   checkpoint: string;
@@ -30,10 +33,14 @@ export async function runEval(o: EvalCliOptions): Promise<void> {
   if (!(TRIAL_TASKS as readonly string[]).includes(run.task)) throw new Error(`agentrl eval plays trials; checkpoint ${o.checkpoint} is a '${run.task}' run`);
   if (!(o.trials >= 1)) throw new Error(`--trials must be ≥ 1 (got ${o.trials})`);
   if (o.episodes !== undefined && !(o.episodes >= 1)) throw new Error(`--episodes must be ≥ 1 (got ${o.episodes})`);
+  if (o.opponents !== undefined) checkOpponents(run.task, run.envOptions, o.opponents);
+  const trialIn = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}) };
+  const parsedTrial = TrialConfigSchema.safeParse(trialIn);
+  if (!parsedTrial.success) throw new Error(`checkpoint ${o.checkpoint}: invalid evaluation trial settings: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
+  const trial = parsedTrial.data;
   const model = new Transformer(trainer.model.config, trainer.model.backend, 0);
   model.params.set(trainer.model.params);
   const engine = new BuiltinEngine(model, tokenizer, { maxBatch: 128, seed: o.seed });
-  const trial = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}) };
   const evalOpts = { opponents: o.opponents ?? run.eval.opponents ?? run.opponents.map((x) => x.name), trials: o.trials, seed: o.seed, makeEnv: envFactory(run.task, run.envOptions), trial };
   const policy = await evaluatePolicy(`checkpoint@${checkpoint.step}`, engine, evalOpts);
   const random = evaluateRandom(evalOpts);
@@ -44,4 +51,28 @@ export async function runEval(o: EvalCliOptions): Promise<void> {
   writeFileSync(join(out, 'eval-checkpoint.md'), `# Evaluation of ${o.checkpoint}\n\nTask ${run.task}, ${o.trials} trials per opponent, seed ${o.seed}.\n\n${table}\n`);
   console.log(table);
   console.log(`wrote ${join(out, 'eval-checkpoint.json')} and eval-checkpoint.md`);
+}
+
+/**
+ * Opponents named by --opponents, checked before any trial is played: a task without opponents
+ * (bandit, sokoban) takes none (its one pseudo-opponent 'none' is accepted), and every name must
+ * build the task's environment ('none' = the environment's default opponent; an unknown name gets
+ * the environment's own message, which lists the valid names).
+ */
+function checkOpponents(task: string, envOptions: Record<string, unknown>, opponents: readonly string[]): void {
+  const valid = listOpponents(task);
+  if (opponents.length === 0) throw new Error(`--opponents: no opponent given; name them comma-separated${valid.length > 0 ? `, e.g. --opponents ${valid.slice(0, 2).join(',')}` : ` (task '${task}' has none: leave --opponents out)`}`);
+  if (valid.length === 0) {
+    const named = opponents.filter((x) => x !== 'none');
+    if (named.length > 0) throw new Error(`--opponents: task '${task}' has no opponents (a single-agent environment), got ${named.map((x) => `'${x}'`).join(', ')}; evaluate without --opponents`);
+    return;
+  }
+  const make = envFactory(task, envOptions);
+  for (const name of opponents) {
+    try {
+      make(name);
+    } catch (e) {
+      throw new Error(`--opponents: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
+  }
 }
