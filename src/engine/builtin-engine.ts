@@ -93,8 +93,10 @@ export class BuiltinEngine implements InferenceEngine {
     this.rng = new Rng(opts.seed ?? 1234);
     this.probs = new Float64Array(model.config.vocabSize);
     this.stepTokens = new Int32Array(this.maxBatch);
-    if (tokenizer.vocabSize > model.config.vocabSize) {
-      throw new Error(`BuiltinEngine: tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabSize is ${model.config.vocabSize}`);
+    // Sampling draws ids over the model's whole vocabulary: an id ≥ tokenizer.vocabSize could be
+    // sampled yet not decoded, and token masks built from the tokenizer would have the wrong length.
+    if (tokenizer.vocabSize !== model.config.vocabSize) {
+      throw new Error(`BuiltinEngine: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabSize is ${model.config.vocabSize}; they must be equal (the engine samples ids over the model's vocabulary, and ids the tokenizer lacks cannot be decoded): build the model with vocabSize = tokenizer.vocabSize`);
     }
   }
 
