@@ -9,13 +9,16 @@
  *        [--arms meta,grpo] [--set key=value …] [--label NAME] [--out DIR]
  *
  * Writes OUT/meta-rl-<task>[-label].{md,json,svg} (default OUT: runs/results; pass --out docs/results
- * to update the committed pages) and keeps every run directory under OUT/runs/.
+ * to update the committed pages) and keeps every run directory under --runs (default
+ * runs/meta-rl-results), where a finished run of the same config is reused.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
-import { trainRun, type TrainRunResult } from '../src/run/run.ts';
+import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
+import { parseRunConfig } from '../src/run/run-config.ts';
+import { canonicalJson } from '../src/engine/checkpoint.ts';
 import { evaluateScripted, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
@@ -34,9 +37,10 @@ const program = new Command()
   .option('--set <key=value>', 'override applied to every arm (repeatable)', collect, [])
   .option('--label <name>', 'suffix of the output files (e.g. eta2)')
   .option('--quick', 'tiny run for CI (3 steps, 20 evaluation trials)')
-  .option('--out <dir>', 'results directory', 'runs/results')
+  .option('--out <dir>', 'results directory (tables)', 'runs/results')
+  .option('--runs <dir>', 'run directories (finished runs of the same config are reused)', 'runs/meta-rl-results')
   .parse();
-const o = program.opts<{ task: string; seeds: string; arms: string; set: string[]; label?: string; quick?: boolean; out: string }>();
+const o = program.opts<{ task: string; seeds: string; arms: string; set: string[]; label?: string; quick?: boolean; out: string; runs: string }>();
 const seeds = o.seeds.split(',').map(Number);
 const arms = o.arms.split(',');
 const CONFIG = { meta: `examples/configs/${o.task}-meta-rl.yaml`, grpo: `examples/configs/${o.task}-grpo.yaml` } as Record<string, string>;
@@ -55,7 +59,14 @@ interface ArmRun {
 async function runArm(arm: string, seed: number): Promise<ArmRun> {
   const sets = [`seed=${seed}`, ...o.set, ...(o.quick ? ['trainer.steps=3', 'eval.trials=20'] : [])];
   const raw = readConfigFile(CONFIG[arm]!, sets);
-  const out = join(o.out, 'runs', `${stem}-${arm}-s${seed}`);
+  const out = join(o.runs, `${stem}-${arm}-s${seed}`);
+  // A finished run of exactly this config is reused (e.g. arms run by separate invocations).
+  const done = loadFinishedRun(out);
+  if (done && canonicalJson(done.config) === canonicalJson(parseRunConfig(raw))) {
+    console.log(`[${arm} seed ${seed}] reusing the finished run in ${out}`);
+    const [u, t, r] = done.eval!;
+    return { arm, seed, result: done, trained: t!, untrained: u!, random: r! };
+  }
   console.log(`[${arm} seed ${seed}] agentrl train ${CONFIG[arm]} ${sets.map((s) => `--set ${s}`).join(' ')} → ${out}`);
   const result = await trainRun(raw, {
     out,

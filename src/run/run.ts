@@ -241,6 +241,21 @@ function evalOptions(cfg: RunConfig, trialOverride: Record<string, unknown>) {
   };
 }
 
+/**
+ * A finished run read back from its directory (config.json, metrics.jsonl, eval.json), or null when
+ * the run is not finished. Step metrics come back as written (the trainer's metrics under `trainer`).
+ */
+export function loadFinishedRun(out: string): TrainRunResult | null {
+  const evalPath = join(out, 'eval.json');
+  if (!existsSync(evalPath) || !existsSync(join(out, 'metrics.jsonl'))) return null;
+  const config = parseRunConfig(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')));
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  if (lines.length !== config.trainer.steps) return null;
+  const history = lines.map((l) => ({ ...l, trainer: { clipFrac: l.clipFrac, clipFracMax: l.clipFracMax, entropy: l.entropy, kl: l.kl, minibatches: l.minibatches } }) as unknown as StepMetrics);
+  const saved = JSON.parse(readFileSync(evalPath, 'utf8')) as { reports?: EvalReport[]; toolEval?: TrainRunResult['toolEval'] };
+  return { config, steps: lines.length, history, eval: saved.reports ?? null, toolEval: saved.toolEval ?? null, wallSeconds: history.reduce((a, m) => a + m.seconds, 0) };
+}
+
 /** The JSON line of one step in metrics.jsonl (histograms kept; the trainer's raw metrics flattened). */
 export function metricsLine(m: StepMetrics): Record<string, unknown> {
   const { trainer, ...rest } = m;
