@@ -10,7 +10,7 @@
  * Training runs in a worker thread while the main thread generates (the real asynchronous setting).
  * Reported: the batch reward along training and the final policy's reward on fresh samples.
  *
- *   node --import tsx examples/staleness-ablation.ts [--quick] [--no-write]
+ *   node --import tsx examples/staleness-ablation.ts [--quick] [--write]   (--write puts the table into docs/results/async.md)
  */
 import { readFileSync } from 'node:fs';
 import { writeResultsSection } from '../src/eval/results-file.ts';
@@ -27,7 +27,7 @@ import { histogramStats, mergeHistograms, type Histogram } from '../src/train/st
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const write = !args.includes('--no-write');
+const write = args.includes('--write') && !args.includes('--no-write');
 const SEEDS = quick ? [1, 2, 3] : [1, 2, 3, 4, 5];
 const STEPS = quick ? 60 : 150;
 const V = 16;
