@@ -3,6 +3,7 @@
  * config fails loudly), and the opponents each environment accepts by name.
  */
 import { z } from 'zod';
+import { formatZodError } from '../core/config-errors.ts';
 import type { TextEnv } from './types.ts';
 import { KuhnEnv } from './kuhn.ts';
 import { KUHN_OPPONENT_NAMES } from './kuhn-opponents.ts';
@@ -14,12 +15,39 @@ import { RPS_OPPONENT_NAMES, RpsEnv } from './rps.ts';
 
 const positiveInt = z.number().int().min(1);
 
+/**
+ * Sokoban levels the generator can make and the exact solver can measure: the solver encodes a
+ * state as (player, boxes) in base width·height, exactly only while (width·height)^(boxes+1) ≤ 2^53
+ * (a larger level would also allocate grids of that size before failing); interior walls fit the
+ * interior; solution-length bounds are ordered. Unset options take the generator's defaults (6 × 6,
+ * 2 boxes, 5..21 solution steps; src/envs/sokoban-gen.ts).
+ */
+function checkSokobanSize(o: { width?: number; height?: number; boxes?: number; internalWalls?: [number, number]; minSolutionSteps?: number; maxSolutionSteps?: number }, ctx: z.RefinementCtx): void {
+  const width = o.width ?? 6, height = o.height ?? 6, boxes = o.boxes ?? 2;
+  const cells = width * height;
+  if (!(Math.pow(cells, boxes + 1) <= Number.MAX_SAFE_INTEGER)) {
+    const path = o.boxes !== undefined && Math.pow(cells, 2) <= Number.MAX_SAFE_INTEGER ? ['boxes'] : o.width !== undefined ? ['width'] : ['height'];
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `a ${width} × ${height} level with ${boxes} box(es) is too large for the exact solver: (width·height)^(boxes+1) must be ≤ 2^53` });
+  }
+  const interior = Math.max(0, (width - 2) * (height - 2));
+  if (o.internalWalls) {
+    const [lo, hi] = o.internalWalls;
+    if (lo > hi) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['internalWalls'], message: `expected [min, max] with min ≤ max (got [${lo}, ${hi}])` });
+    if (hi > interior) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['internalWalls'], message: `at most ${interior} interior walls fit a ${width} × ${height} level (got max ${hi})` });
+  }
+  const minSteps = o.minSolutionSteps ?? 5, maxSteps = o.maxSolutionSteps ?? 21;
+  if (minSteps > maxSteps) {
+    const path = o.minSolutionSteps !== undefined ? ['minSolutionSteps'] : ['maxSolutionSteps'];
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `minSolutionSteps (${minSteps}) must be ≤ maxSolutionSteps (${maxSteps})` });
+  }
+}
+
 export const envOptionSchemas = {
   kuhn: z.object({
     opponent: z.string().optional(),
     seat: z.union([z.literal(0), z.literal(1), z.literal('random')]).optional(),
     maxInvalid: positiveInt.optional(),
-    rewardScale: z.number().positive().optional(),
+    rewardScale: z.number().positive().finite().optional(),
     observation: z.enum(['text', 'token']).optional(),
   }).strict(),
   tictactoe: z.object({
@@ -39,7 +67,7 @@ export const envOptionSchemas = {
     maxAttempts: positiveInt.optional(),
     maxActionsPerTurn: positiveInt.optional(),
     maxTurns: positiveInt.optional(),
-  }).strict(),
+  }).strict().superRefine(checkSokobanSize),
   bandit: z.object({ arms: z.number().int().min(2).max(26).optional() }).strict(),
   rps: z.object({
     opponent: z.union([z.string(), z.array(z.string()).min(1)]).optional(),
@@ -61,17 +89,27 @@ export function makeEnv(name: string, options?: Record<string, unknown>): TextEn
 export function makeEnv(name: string, options: Record<string, unknown> = {}): TextEnv {
   if (!(name in envOptionSchemas)) throw new Error(`makeEnv: unknown environment '${name}'; choose one of ${ENV_NAMES.join(', ')}`);
   const envName = name as EnvName;
-  const parsed = envOptionSchemas[envName].safeParse(options);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ');
-    throw new Error(`makeEnv('${name}'): invalid options — ${problems}`);
+  if (options !== null && typeof options === 'object' && !Array.isArray(options) && Object.hasOwn(options, 'opponent') && listOpponents(envName).length === 0) {
+    throw new Error(`makeEnv('${name}'): '${name}' has no opponents (a single-agent environment); got opponent ${describe(options.opponent)}`);
   }
+  const schema = envOptionSchemas[envName];
+  const parsed = schema.safeParse(options);
+  if (!parsed.success) throw new Error(`makeEnv('${name}'): invalid options — ${formatZodError(parsed.error, { schema, prefix: 'envOptions' })}`);
   switch (envName) {
     case 'kuhn': return new KuhnEnv(parsed.data as EnvOptions<'kuhn'>);
     case 'tictactoe': return new TicTacToeEnv(parsed.data as EnvOptions<'tictactoe'>);
     case 'sokoban': return new SokobanEnv(parsed.data as EnvOptions<'sokoban'>);
     case 'bandit': return new BanditEnv(parsed.data as EnvOptions<'bandit'>);
     case 'rps': return new RpsEnv(parsed.data as EnvOptions<'rps'>);
+  }
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return `'${v}'`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
   }
 }
 
