@@ -70,6 +70,7 @@ async function runArm(arm: string, seed: number): Promise<ArmRun> {
   console.log(`[${arm} seed ${seed}] agentrl train ${CONFIG[arm]} ${sets.map((s) => `--set ${s}`).join(' ')} → ${out}`);
   const result = await trainRun(raw, {
     out,
+    resume: true, // continue an interrupted run of the same config from its checkpoint (exact at η = 0)
     onStep: (m, cfg) => {
       if (m.version % 50 === 0 || m.version + 1 === cfg.trainer.steps) console.log(`  [${arm} seed ${seed}] step ${m.version + 1} reward ${m.meanReward.toFixed(3)} by episode ${m.episodeReward.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(2)} s)`);
     },
