@@ -22,6 +22,8 @@ import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { canonicalJson } from '../engine/checkpoint.ts';
 import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { defaultBackend } from '../engine/backends.ts';
+import { loadNativeBackend } from '../engine/native.ts';
+import { availableParallelism } from 'node:os';
 import type { Backend } from '../engine/backend.ts';
 import type { SerializableTokenizer } from '../engine/tokenizer.ts';
 import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
@@ -126,7 +128,11 @@ interface LoopState {
 export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<TrainRunResult> {
   const cfg = parseRunConfig(cfgIn);
   if (cfg.population) throw new Error('trainRun: configs with a population section run through trainPopulationRun (agentrl train does this)');
-  const backend = o.backend ?? defaultBackend();
+  // Overlapped generation and training split the cores (as AReaL splits GPUs): each side gets half
+  // (AGENTRL_THREADS, when set, is per side); synchronous runs give both phases every core in turn.
+  const useWorker = cfg.worker ?? cfg.trainer.maxStaleness > 0;
+  const sideThreads = Number(process.env.AGENTRL_THREADS) || Math.max(1, Math.floor(availableParallelism() / 2));
+  const backend = o.backend ?? (useWorker && process.env.AGENTRL_BACKEND !== 'js' ? (loadNativeBackend({ threads: sideThreads, ...(process.env.AGENTRL_GEMM ? { gemm: process.env.AGENTRL_GEMM } : {}) }) ?? defaultBackend()) : defaultBackend());
   mkdirSync(o.out, { recursive: true });
   const configPath = join(o.out, 'config.json');
   const metricsPath = join(o.out, 'metrics.jsonl');
@@ -165,11 +171,10 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     }
   }
 
-  const useWorker = cfg.worker ?? cfg.trainer.maxStaleness > 0;
   let policy: PolicyTrainer;
   let worker: WorkerTrainer | null = null;
   if (useWorker) {
-    worker = new WorkerTrainer({ model: parts.modelConfig, optimizer: cfg.optimizer as never, seed: cfg.seed, initialState: exportState(parts.trainer) });
+    worker = new WorkerTrainer({ model: parts.modelConfig, optimizer: cfg.optimizer as never, seed: cfg.seed, threads: sideThreads, initialState: exportState(parts.trainer) });
     await worker.ready();
     policy = worker;
   } else {
