@@ -68,10 +68,22 @@ export const RunConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    // YAML can say .inf: no setting of a run is meaningful at ±Infinity or NaN.
+    for (const [path, v] of numbersIn(c)) if (!Number.isFinite(v)) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `must be a finite number, got ${v}` });
+    const evalTrial = TrialConfigSchema.safeParse({ ...c.trial, ...c.eval.trial });
+    if (!evalTrial.success) for (const i of evalTrial.error.issues) ctx.addIssue({ ...i, path: ['eval', 'trial', ...i.path] });
     if (c.task === 'toy-tool' && c.trainer.credit.kind === 'mage') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the toy tool agent records no trial steps: use credit kind 'outcome' or 'discounted'" });
     if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
   });
 export type RunConfig = z.output<typeof RunConfigSchema>;
+
+/** Every number in a parsed config with its path. */
+function numbersIn(x: unknown, path: (string | number)[] = []): [(string | number)[], number][] {
+  if (typeof x === 'number') return [[path, x]];
+  if (Array.isArray(x)) return x.flatMap((v, i) => numbersIn(v, [...path, i]));
+  if (x && typeof x === 'object') return Object.entries(x).flatMap(([k, v]) => numbersIn(v, [...path, k]));
+  return [];
+}
 export type RunConfigInput = z.input<typeof RunConfigSchema>;
 
 /** Parse a run config; the error names every bad field by its path (e.g. `trainer.loss.kind`). */

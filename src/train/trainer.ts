@@ -56,6 +56,9 @@ export const TrainerConfigSchema = z
     minibatches: z.number().int().min(1).default(1),
   })
   .strict()
+  .superRefine((c, ctx) => {
+    if (c.loss.klCoef > 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['loss', 'klCoef'], message: 'a KL penalty needs reference-policy logprobs, which this trainer does not compute; set klCoef to 0' });
+  })
   .transform((c) => ({ ...c, maxConcurrent: c.maxConcurrent ?? c.batchSize * c.groupSize * (c.maxStaleness + 1) }));
 export type TrainerConfig = z.output<typeof TrainerConfigSchema>;
 export type TrainerConfigInput = z.input<typeof TrainerConfigSchema>;
