@@ -166,7 +166,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     writeFileSync(configPath, JSON.stringify(cfg, null, 2) + '\n');
     writeFileSync(metricsPath, '');
     if (cfg.eval.untrained && cfg.eval.trials > 0) {
-      if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, {}));
+      if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, cfg.eval.trial));
       else untrainedTool = await toolEvalReward(parts as TaskParts<ToyToolTask>, cfg);
     }
   }
@@ -224,7 +224,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   if (cfg.eval.trials > 0) {
     if (isTrial) {
       const trained = await evaluatePolicy(cfg.name ?? 'trained', parts.engine, evalOptions(cfg, cfg.eval.trial));
-      reports = [...(untrained ? [untrained] : []), trained, evaluateRandom(evalOptions(cfg, {}))];
+      reports = [...(untrained ? [untrained] : []), trained, evaluateRandom(evalOptions(cfg, cfg.eval.trial))];
       writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, reports }, null, 2) + '\n');
       writeFileSync(join(o.out, 'eval.md'), `# ${cfg.name ?? cfg.task}: evaluation\n\n${cfg.eval.trials} trials per opponent, seed ${cfg.eval.seed}.\n\n${evalTable(reports)}\n`);
     } else {
