@@ -105,3 +105,18 @@ describe('example configs', () => {
     for (const f of files) expect(() => parseRunConfig(readConfigFile(join('examples/configs', f))), f).not.toThrow();
   });
 });
+
+describe('every trial task trains through agentrl train', () => {
+  it('tic-tac-toe and Sokoban: one tiny step, evaluation with undefined standard errors, checkpoint', async () => {
+    const tiny = ['trainer.steps=1', 'trainer.batchSize=2', 'trainer.groupSize=2', 'eval.trials=1', `model=${JSON.stringify({ ...TINY, contextLength: 192 })}`];
+    const ttt = applyOverrides(readConfigFile('examples/configs/ttt-meta-rl.yaml'), tiny);
+    const sokoban = applyOverrides(readConfigFile('examples/configs/bandit-meta-rl.yaml'), [...tiny, 'task=sokoban', 'trial.maxTurns=4']);
+    for (const cfg of [ttt, sokoban]) {
+      const out = tmp();
+      const r = await trainRun(cfg, { out });
+      expect(r.steps).toBe(1);
+      expect(existsSync(join(out, 'checkpoint/manifest.json'))).toBe(true);
+      expect(r.eval!.map((x) => x.policy)).toEqual(['untrained', 'meta-rl', 'random']);
+    }
+  }, 60_000);
+});

@@ -117,6 +117,8 @@ async function toolEvalReward(parts: TaskParts<ToyToolTask>, cfg: RunConfig): Pr
 }
 
 const CHECKPOINT_DIR = 'checkpoint';
+/** The untrained policy's evaluation, taken before the first step (a resumed run reads it back). */
+const UNTRAINED_FILE = 'eval-untrained.json';
 
 interface LoopState {
   version: number;
@@ -151,10 +153,9 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     parts.trainer.m.set(restored.trainer.m);
     parts.trainer.v.set(restored.trainer.v);
     parts.trainer.step = restored.trainer.step;
-    const ts = restored.checkpoint.trainerState as { loop: LoopState; untrained?: EvalReport | null; untrainedTool?: number | null };
-    state = ts.loop;
-    untrained = ts.untrained ?? null;
-    untrainedTool = ts.untrainedTool ?? null;
+    state = (restored.checkpoint.trainerState as { loop: LoopState }).loop;
+    const before = join(o.out, UNTRAINED_FILE);
+    if (existsSync(before)) ({ untrained, untrainedTool } = JSON.parse(readFileSync(before, 'utf8')) as { untrained: EvalReport | null; untrainedTool: number | null });
     parts.engine.setWeights(parts.trainer.model.params, state.version);
     const sampler = restored.checkpoint.rng.sampler;
     if (sampler) parts.engine.setRngState(sampler);
@@ -168,6 +169,8 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     if (cfg.eval.untrained && cfg.eval.trials > 0) {
       if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, cfg.eval.trial));
       else untrainedTool = await toolEvalReward(parts as TaskParts<ToyToolTask>, cfg);
+      // Kept beside the checkpoints (plain JSON: an undefined standard error is written as null).
+      writeFileSync(join(o.out, UNTRAINED_FILE), JSON.stringify({ untrained, untrainedTool }) + '\n');
     }
   }
 
@@ -196,7 +199,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     await saveTrainerCheckpoint(ckDir, parts.trainer, {
       tokenizer: parts.tokenizer,
       rng: cfg.trainer.maxStaleness === 0 ? { sampler: parts.engine.rngState() } : {},
-      trainerState: { loop: loopState, untrained, untrainedTool, config: cfg },
+      trainerState: { loop: loopState, config: cfg },
     });
   };
   try {
