@@ -10,8 +10,9 @@
  *
  * `resume: true` continues from RUN/checkpoint. With η = 0 the continuation is exact: nothing runs
  * between steps, the task source is a pure function of the group index, and the sampler's RNG state
- * is saved. With η > 0 rollouts in flight at the checkpoint are regenerated after resume (timing
- * decides which, as in any asynchronous system), so the run continues correctly but not bit-exactly.
+ * is saved. With η > 0 the groups admitted but not yet trained on at the checkpoint (running, or
+ * finished and waiting) are not saved: the resumed run draws the next items instead, so it
+ * continues correctly but not bit-exactly, and that in-flight work is lost.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
