@@ -34,6 +34,7 @@ describe('BuiltinEngine.generate parameters', () => {
     ['temperature NaN', { temperature: Number.NaN }, /temperature must be a finite number > 0 \(got NaN\)/],
     ['temperature 0', { temperature: 0 }, /temperature must be a finite number > 0 \(got 0\)/],
     ['temperature -1', { temperature: -1 }, /temperature must be a finite number > 0 \(got -1\)/],
+    ['temperature 5e-324', { temperature: 5e-324 }, /temperature 5e-324 is too small/],
     ['maxTokens 2.5', { maxTokens: 2.5 }, /maxTokens must be an integer ≥ 1 \(got 2.5\)/],
     ['maxTokens 0', { maxTokens: 0 }, /maxTokens must be an integer ≥ 1 \(got 0\)/],
     ['maxTokens Infinity', { maxTokens: Infinity }, /maxTokens must be an integer ≥ 1 \(got Infinity\)/],

@@ -320,7 +320,8 @@ export class BuiltinEngine implements InferenceEngine {
 
 /** Why `params` is invalid (for the error message), or null. */
 function invalidParams(p: SamplingParams, temperature: number): string | null {
-  if (!(Number.isFinite(temperature) && temperature > 0 && Number.isFinite(1 / temperature))) return `temperature must be a finite number > 0 whose inverse is finite (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`;
+  if (!(Number.isFinite(temperature) && temperature > 0)) return `temperature must be a finite number > 0 (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`;
+  if (!Number.isFinite(1 / temperature)) return `temperature ${temperature} is too small (1/temperature overflows); use a value such as 1e-3 for near-greedy decoding`;
   if (!(Number.isInteger(p.maxTokens) && p.maxTokens >= 1)) return `maxTokens must be an integer ≥ 1 (got ${p.maxTokens})`;
   if (p.topK !== undefined && !(Number.isInteger(p.topK) && p.topK >= 0)) return `topK must be an integer ≥ 0, 0 = off (got ${p.topK})`;
   if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
