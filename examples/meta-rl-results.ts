@@ -205,7 +205,7 @@ async function main(): Promise<void> {
 
   const oracles = first.task === 'kuhn'
     ? { nonAdaptiveCeilingChips: nonAdaptiveCeiling(train, 'mixed'), bestResponseChips: Object.fromEntries(evalOpponents.map((n) => [n, bestResponseValue(n, 'mixed')])) }
-    : { perEpisode: banditCeilings(3, K) };
+    : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) } : { note: 'no exact oracle for this task' };
   const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}`;
   const md = [
     `## ${o.task}${o.label ? ` (${o.label})` : ''}: ${arms.map((a) => CONFIG[a]).join(' vs ')}`,
