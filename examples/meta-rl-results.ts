@@ -19,7 +19,7 @@ import { readConfigFile } from '../src/cli/config-file.ts';
 import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
 import { parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
-import { evaluateScripted, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
+import { evaluateScripted, meanSe, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.ts';
@@ -91,13 +91,6 @@ const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '–');
 const cellText = (c: Cell) => `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
 
 /** Mean and se of x over trials. */
-function meanSe(xs: number[]): [number, number] {
-  const n = xs.length;
-  const m = xs.reduce((a, b) => a + b, 0) / n;
-  const v = n > 1 ? xs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1) : Number.NaN;
-  return [m, Math.sqrt(v / n)];
-}
-
 /** Weighted-mixture mean (and its se) of episode k, optionally of the per-deal difference a − b. */
 function mixture(weights: { name: string; weight: number }[], a: EvalReport, k: number, b?: EvalReport): [number, number] {
   const W = weights.reduce((s, w) => s + w.weight, 0);

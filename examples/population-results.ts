@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
 import { trainPopulationRun } from '../src/run/population-run.ts';
-import type { EvalReport } from '../src/eval/trials.ts';
+import { meanSe, type EvalReport } from '../src/eval/trials.ts';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -39,12 +39,6 @@ async function arm(name: string, extra: string[]): Promise<EvalReport[]> {
   console.log(`[${name}] agentrl train ${CONFIG} ${sets.map((s) => `--set ${s}`).join(' ')} --out ${out}`);
   const r = await trainPopulationRun(readConfigFile(CONFIG, sets), { out, log: (l) => console.log(`  [${name}] ${l}`) });
   return r.reports;
-}
-
-function meanSe(xs: number[]): [number, number] {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const v = xs.length > 1 ? xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1) : Number.NaN;
-  return [m, Math.sqrt(v / xs.length)];
 }
 
 async function main(): Promise<void> {

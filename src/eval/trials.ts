@@ -55,7 +55,8 @@ export interface EvalReport {
   opponents: OpponentEval[];
 }
 
-function meanSe(xs: number[]): [number, number] {
+/** Mean and its standard error (NaN where undefined: no values, or one). */
+export function meanSe(xs: number[]): [number, number] {
   const n = xs.length;
   if (n === 0) return [Number.NaN, Number.NaN];
   const m = xs.reduce((a, b) => a + b, 0) / n;
