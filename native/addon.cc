@@ -196,28 +196,26 @@ void Rope(const Napi::CallbackInfo& info) {
   rope(nt, qkv, pos0, B, T, C, NH, base, inverse);
 }
 
-// attentionForward(threads, out, att, qkv, B, T, C, NH)
+// attentionForward(threads, out, lse, qkv, B, T, C, NH)
 void AttentionForward(const Napi::CallbackInfo& info) {
   Args a(info, "attentionForward", 8);
   ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
   const int nt = threads_arg(a, 0);
   const long B = a.size(4, "B"), T = a.size(5, "T"), C = a.size(6, "C"), NH = a.size(7, "NH");
   check_heads(a, C, NH);
-  attention_forward(nt, a.f32(1, "out", product(B * T, C)), a.f32(2, "att", product(B * NH, product(T, T))),
+  attention_forward(nt, a.f32(1, "out", product(B * T, C)), a.f32(2, "lse", product(B * NH, T)),
                     a.f32(3, "qkv", product(B * T, 3 * C)), B, T, C, NH);
 }
 
-// attentionBackward(threads, dqkv, datt, dout, qkv, att, B, T, C, NH)
+// attentionBackward(threads, dqkv, dout, qkv, lse, B, T, C, NH)
 void AttentionBackward(const Napi::CallbackInfo& info) {
-  Args a(info, "attentionBackward", 10);
+  Args a(info, "attentionBackward", 9);
   ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
   const int nt = threads_arg(a, 0);
-  const long B = a.size(6, "B"), T = a.size(7, "T"), C = a.size(8, "C"), NH = a.size(9, "NH");
+  const long B = a.size(5, "B"), T = a.size(6, "T"), C = a.size(7, "C"), NH = a.size(8, "NH");
   check_heads(a, C, NH);
-  const double attSize = product(B * NH, product(T, T));
-  attention_backward(nt, a.f32(1, "dqkv", product(B * T, 3 * C)), a.f32(2, "datt", attSize),
-                     a.f32(3, "dout", product(B * T, C)), a.f32(4, "qkv", product(B * T, 3 * C)),
-                     a.f32(5, "att", attSize), B, T, C, NH);
+  attention_backward(nt, a.f32(1, "dqkv", product(B * T, 3 * C)), a.f32(2, "dout", product(B * T, C)),
+                     a.f32(3, "qkv", product(B * T, 3 * C)), a.f32(4, "lse", product(B * NH, T)), B, T, C, NH);
 }
 
 // attentionDecode(threads, out, q, kCache, vCache, lens, B, C, NH, maxT)

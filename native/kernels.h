@@ -27,9 +27,9 @@ void gelu_backward(int nt, float* dinp, const float* inp, const float* dout, lon
 
 void rope(int nt, float* qkv, const int32_t* pos0, long B, long T, long C, long NH, double base, bool inverse);
 
-void attention_forward(int nt, float* out, float* att, const float* qkv, long B, long T, long C, long NH);
-void attention_backward(int nt, float* dqkv, float* datt, const float* dout, const float* qkv,
-                        const float* att, long B, long T, long C, long NH);
+void attention_forward(int nt, float* out, float* lse, const float* qkv, long B, long T, long C, long NH);
+void attention_backward(int nt, float* dqkv, const float* dout, const float* qkv, const float* lse, long B,
+                        long T, long C, long NH);
 void attention_decode(int nt, float* out, const float* q, const float* kCache, const float* vCache,
                       const int32_t* lens, long B, long C, long NH, long maxT);
 

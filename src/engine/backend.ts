@@ -57,14 +57,19 @@ export interface Backend {
   rope(qkv: Float32Array, pos0: Int32Array, B: number, T: number, C: number, NH: number, base: number, inverse: boolean): void;
 
   /**
-   * Causal multi-head self-attention. qkv [B,T,3C] → out [B,T,C] (overwritten). Saves the softmax
-   * probabilities in att [B,NH,T,T] (entries above the diagonal must be written as 0). Scale 1/sqrt(hs).
+   * Causal multi-head self-attention. qkv [B,T,3C] → out [B,T,C] (overwritten). Scale 1/sqrt(hs).
+   * Saves only lse [B,NH,T] (overwritten): row t's log-sum-exp of its scaled scores,
+   * lse = log Σ_{u≤t} exp(q_t·k_u/sqrt(hs)), so the probabilities are exp(score − lse). Memory and
+   * scratch are linear in T (FlashAttention-style: no T×T buffer is ever materialised).
    */
-  attentionForward(out: Float32Array, att: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void;
+  attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void;
   /**
-   * Accumulates dqkv [B,T,3C]. `datt` [B,NH,T,T] is scratch (contents on entry ignored).
+   * Accumulates dqkv [B,T,3C] from dout [B,T,C]. `lse` [B,NH,T] is what attentionForward saved for
+   * this qkv: the probabilities p = exp(score − lse) are recomputed row by row (with scratch linear
+   * in T), then dp_u = dout_t·v_u, ds_u = p_u·(dp_u − Σ_w p_w·dp_w), dq_t += ds·k/sqrt(hs),
+   * dk_u += ds_u·q_t/sqrt(hs), dv_u += p_u·dout_t.
    */
-  attentionBackward(dqkv: Float32Array, datt: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array, B: number, T: number, C: number, NH: number): void;
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void;
   /**
    * One new query per row against a KV cache. q [B,C]; kCache, vCache [B,maxT,C]; row b attends to
    * cache positions [0, lens[b]) (the new token's own k/v already written at lens[b]-1).

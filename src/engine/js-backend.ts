@@ -224,35 +224,35 @@ export class JsBackend implements Backend {
 
   // ---------------------------------------------------------------- attention
 
-  attentionForward(out: Float32Array, att: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
+  attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
     const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
+    // One row's scores at a time: scratch of T, never T×T.
+    const scores = this.scores = growF64(this.scores, T);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         for (let h = 0; h < NH; h++) {
           const q = (b * T + t) * C3 + h * hs;
-          const a = ((b * NH + h) * T + t) * T;
           let max = -Infinity;
           for (let t2 = 0; t2 <= t; t2++) {
             const k = (b * T + t2) * C3 + C + h * hs;
             let dot = 0;
             for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
             dot *= scale;
-            att[a + t2] = dot;
+            scores[t2] = dot;
             if (dot > max) max = dot;
           }
           let sum = 0;
           for (let t2 = 0; t2 <= t; t2++) {
-            const e = Math.exp(att[a + t2] - max);
-            att[a + t2] = e;
+            const e = Math.exp(scores[t2] - max);
+            scores[t2] = e;
             sum += e;
           }
+          lse[(b * NH + h) * T + t] = max + Math.log(sum);
           const inv = 1 / sum;
-          for (let t2 = 0; t2 <= t; t2++) att[a + t2] *= inv;
-          for (let t2 = t + 1; t2 < T; t2++) att[a + t2] = 0;
           const o = (b * T + t) * C + h * hs;
           for (let i = 0; i < hs; i++) out[o + i] = 0;
           for (let t2 = 0; t2 <= t; t2++) {
-            const v = (b * T + t2) * C3 + 2 * C + h * hs, p = att[a + t2];
+            const v = (b * T + t2) * C3 + 2 * C + h * hs, p = scores[t2] * inv;
             for (let i = 0; i < hs; i++) out[o + i] += p * qkv[v + i];
           }
         }
@@ -260,30 +260,35 @@ export class JsBackend implements Backend {
     }
   }
 
-  attentionBackward(dqkv: Float32Array, datt: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array, B: number, T: number, C: number, NH: number): void {
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
     const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
+    // One row's probabilities and dL/dp at a time: scratch of 2T, never T×T.
+    const scratch = this.scores = growF64(this.scores, 2 * T);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         for (let h = 0; h < NH; h++) {
-          const a = ((b * NH + h) * T + t) * T;
           const q = (b * T + t) * C3 + h * hs;
           const o = (b * T + t) * C + h * hs;
-          // datt row = dout·v (stored in the scratch), dv += p·dout
-          let pd = 0;
+          const rowLse = lse[(b * NH + h) * T + t];
+          // p = exp(q·k·scale − lse) recomputed; dp = dout·v; dv += p·dout; D = Σ p·dp.
+          let D = 0;
           for (let t2 = 0; t2 <= t; t2++) {
-            const v = (b * T + t2) * C3 + 2 * C + h * hs, p = att[a + t2];
-            let dot = 0;
+            const k = (b * T + t2) * C3 + C + h * hs, v = k + C;
+            let s = 0, dp = 0;
             for (let i = 0; i < hs; i++) {
-              dot += dout[o + i] * qkv[v + i];
-              dqkv[v + i] += p * dout[o + i];
+              s += qkv[q + i] * qkv[k + i];
+              dp += dout[o + i] * qkv[v + i];
             }
-            datt[a + t2] = dot;
-            pd += p * dot;
+            const p = Math.exp(s * scale - rowLse);
+            for (let i = 0; i < hs; i++) dqkv[v + i] += p * dout[o + i];
+            scratch[t2] = p;
+            scratch[T + t2] = dp;
+            D += p * dp;
           }
-          // softmax backward: dscore = p·(datt - Σ p·datt); scores = scale·q·k
+          // softmax backward: dscore = p·(dp − D); scores = scale·q·k
           for (let t2 = 0; t2 <= t; t2++) {
             const k = (b * T + t2) * C3 + C + h * hs;
-            const ds = att[a + t2] * (datt[a + t2] - pd) * scale;
+            const ds = scratch[t2] * (scratch[T + t2] - D) * scale;
             for (let i = 0; i < hs; i++) {
               dqkv[q + i] += ds * qkv[k + i];
               dqkv[k + i] += ds * qkv[q + i];

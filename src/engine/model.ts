@@ -149,7 +149,7 @@ function bindParams(buf: Float32Array, layout: ParamView[], c: ModelConfig): Par
 /** Activations saved by one layer's forward for its backward. */
 interface LayerActs {
   ln1: Float32Array; ln1Mean: Float32Array; ln1Rstd: Float32Array;
-  qkv: Float32Array; atty: Float32Array; att: Float32Array;
+  qkv: Float32Array; atty: Float32Array; lse: Float32Array;
   attproj: Float32Array; res2: Float32Array;
   ln2: Float32Array; ln2Mean: Float32Array; ln2Rstd: Float32Array;
   fch: Float32Array; fchGelu: Float32Array; fcproj: Float32Array; res3: Float32Array;
@@ -164,7 +164,7 @@ class Workspace {
   readonly logprobs: Float32Array; readonly entropy: Float32Array;
   // gradient scratch
   readonly dres: Float32Array; readonly dln: Float32Array; readonly dqkv: Float32Array;
-  readonly datty: Float32Array; readonly datt: Float32Array; readonly dfch: Float32Array; readonly dfchGelu: Float32Array;
+  readonly datty: Float32Array; readonly dfch: Float32Array; readonly dfchGelu: Float32Array;
   readonly pos0: Int32Array;
 
   constructor(readonly B: number, readonly T: number, c: ModelConfig) {
@@ -174,7 +174,7 @@ class Workspace {
     for (let l = 0; l < c.nLayer; l++) {
       this.layers.push({
         ln1: f(N * C), ln1Mean: f(N), ln1Rstd: f(N),
-        qkv: f(N * 3 * C), atty: f(N * C), att: f(B * NH * T * T),
+        qkv: f(N * 3 * C), atty: f(N * C), lse: f(B * NH * T),
         attproj: f(N * C), res2: f(N * C),
         ln2: f(N * C), ln2Mean: f(N), ln2Rstd: f(N),
         fch: f(N * H), fchGelu: f(N * H), fcproj: f(N * C), res3: f(N * C),
@@ -184,8 +184,17 @@ class Workspace {
     this.logits = f(N * c.vocabSize);
     this.logprobs = f(N); this.entropy = f(N);
     this.dres = f(N * C); this.dln = f(N * C); this.dqkv = f(N * 3 * C);
-    this.datty = f(N * C); this.datt = f(B * NH * T * T); this.dfch = f(N * H); this.dfchGelu = f(N * H);
+    this.datty = f(N * C); this.dfch = f(N * H); this.dfchGelu = f(N * H);
     this.pos0 = new Int32Array(B);
+  }
+
+  /** Bytes of every typed array held here and in `layers`. */
+  bytes(): number {
+    let n = 0;
+    for (const holder of [this, ...this.layers]) {
+      for (const v of Object.values(holder)) if (ArrayBuffer.isView(v)) n += v.byteLength;
+    }
+    return n;
   }
 }
 
@@ -258,6 +267,16 @@ export class Transformer {
 
   zeroGrad(): void {
     this.grads.fill(0);
+  }
+
+  /**
+   * Bytes of the activation and gradient buffers a forward + backward of B rows × T tokens keeps
+   * (allocated here as `forward` would, and reused by it). Linear in T: attention saves one
+   * log-sum-exp per row and head, never a T×T matrix. During a call the native attention kernels add
+   * a transient scratch of at most (2·64 + 2·headSize)·T floats per thread, also linear in T.
+   */
+  activationBytes(B: number, T: number): number {
+    return this.workspace(B, T).bytes();
   }
 
   private workspace(B: number, T: number): Workspace {
@@ -350,7 +369,7 @@ export class Transformer {
       be.addBias(a.qkv, w.qkvb, N, 3 * C);
       if (c.positions === 'rope') be.rope(a.qkv, ws.pos0, B, T, C, NH, c.ropeBase, false);
       onQkv?.(l, a.qkv);
-      be.attentionForward(a.atty, a.att, a.qkv, B, T, C, NH);
+      be.attentionForward(a.atty, a.lse, a.qkv, B, T, C, NH);
       be.sgemm(false, true, N, C, C, 1, a.atty, C, w.projw, C, 0, a.attproj, C);
       be.addBias(a.attproj, w.projb, N, C);
       be.add(a.res2, x, a.attproj, N * C);
@@ -403,7 +422,7 @@ export class Transformer {
       be.sgemm(true, false, C, C, N, 1, ws.dres, C, a.atty, C, 1, gw.projw, C);
       be.sgemm(false, false, N, C, C, 1, ws.dres, C, w.projw, C, 0, ws.datty, C);
       ws.dqkv.fill(0);
-      be.attentionBackward(ws.dqkv, ws.datt, ws.datty, a.qkv, a.att, B, T, C, NH);
+      be.attentionBackward(ws.dqkv, ws.datty, a.qkv, a.lse, B, T, C, NH);
       if (c.positions === 'rope') be.rope(ws.dqkv, ws.pos0, B, T, C, NH, c.ropeBase, true);
       be.biasBackward(gw.qkvb, ws.dqkv, N, 3 * C);
       be.sgemm(true, false, 3 * C, C, N, 1, ws.dqkv, 3 * C, a.ln1, C, 1, gw.qkvw, C);

@@ -48,8 +48,8 @@ interface NativeAddon {
   geluForward(nt: number, out: Float32Array, inp: Float32Array, n: number): void;
   geluBackward(nt: number, dinp: Float32Array, inp: Float32Array, dout: Float32Array, n: number): void;
   rope(nt: number, qkv: Float32Array, pos0: Int32Array, B: number, T: number, C: number, NH: number, base: number, inverse: boolean): void;
-  attentionForward(nt: number, out: Float32Array, att: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void;
-  attentionBackward(nt: number, dqkv: Float32Array, datt: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array, B: number, T: number, C: number, NH: number): void;
+  attentionForward(nt: number, out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void;
+  attentionBackward(nt: number, dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void;
   attentionDecode(nt: number, out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void;
   logSoftmaxForward(nt: number, logprobs: Float32Array, entropy: Float32Array, logits: Float32Array, targets: Int32Array, mask: Uint8Array | null, N: number, V: number, invTemp: number): void;
   logSoftmaxBackward(nt: number, dlogits: Float32Array, logits: Float32Array, targets: Int32Array, mask: Uint8Array | null, dlogp: Float32Array, dent: Float32Array, N: number, V: number, invTemp: number): void;
@@ -193,12 +193,12 @@ export class NativeBackend implements Backend {
     this.lib.rope(this.threads, qkv, pos0, B, T, C, NH, base, inverse);
   }
 
-  attentionForward(out: Float32Array, att: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
-    this.lib.attentionForward(this.threads, out, att, qkv, B, T, C, NH);
+  attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
+    this.lib.attentionForward(this.threads, out, lse, qkv, B, T, C, NH);
   }
 
-  attentionBackward(dqkv: Float32Array, datt: Float32Array, dout: Float32Array, qkv: Float32Array, att: Float32Array, B: number, T: number, C: number, NH: number): void {
-    this.lib.attentionBackward(this.threads, dqkv, datt, dout, qkv, att, B, T, C, NH);
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
+    this.lib.attentionBackward(this.threads, dqkv, dout, qkv, lse, B, T, C, NH);
   }
 
   attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void {
