@@ -1,0 +1,154 @@
+/**
+ * How the local BM25 index scales: generate N synthetic passages deterministically (60–100 words
+ * each from a Zipf-distributed vocabulary of 50,000 made-up words, with 2–3 word titles), write them
+ * as JSONL, time `buildIndex`, then time 1,000 random top-5 queries (2–6 words from the same Zipf
+ * distribution, so they mix very common and rare words as real questions do). Prints one JSON line;
+ * `commonOnlyQueries` counts the queries whose every word is in at least half the passages (FTS5
+ * then has to score all those passages: see Bm25Index) and `latencyMsOthers` times the rest.
+ *
+ *   node --import tsx examples/index-1m.ts [--passages 1000000] [--out runs/index-1m] [--keep]
+ *
+ * The corpus and the index are deleted at the end unless --keep is given (1M passages ≈ 0.6 GB of
+ * JSONL plus the index).
+ */
+import { createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Bm25Index, buildIndex } from '../src/tools/bm25-index.ts';
+
+const VOCAB = 50_000;
+const ZIPF_S = 1.0;
+const QUERIES = 1_000;
+
+/** A small seeded PRNG (mulberry32): the same corpus on every machine. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** VOCAB distinct pronounceable words: 1–4 consonant-vowel syllables. */
+function makeVocabulary(rand: () => number): string[] {
+  const cons = 'bcdfghjklmnprstvwz';
+  const vowels = 'aeiou';
+  const words = new Set<string>();
+  while (words.size < VOCAB) {
+    let w = '';
+    const syllables = 1 + Math.floor(rand() * 4);
+    for (let s = 0; s < syllables; s++) w += cons[Math.floor(rand() * cons.length)] + vowels[Math.floor(rand() * vowels.length)];
+    if (rand() < 0.3) w += cons[Math.floor(rand() * cons.length)];
+    words.add(w);
+  }
+  return [...words];
+}
+
+/** Sampler of ranks 0..n−1 with P(r) ∝ 1/(r+1)^s, by binary search in the cumulative distribution. */
+function zipf(n: number, s: number, rand: () => number): () => number {
+  const cdf = new Float64Array(n);
+  let total = 0;
+  for (let r = 0; r < n; r++) cdf[r] = total += 1 / (r + 1) ** s;
+  return () => {
+    const u = rand() * total;
+    let lo = 0, hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+async function writeCorpus(path: string, passages: number, vocab: string[]): Promise<void> {
+  const rand = rng(1);
+  const rank = zipf(VOCAB, ZIPF_S, rand);
+  const out = createWriteStream(path);
+  let chunk = '';
+  for (let i = 0; i < passages; i++) {
+    const title = Array.from({ length: 2 + Math.floor(rand() * 2) }, () => vocab[1000 + Math.floor(rand() * (VOCAB - 1000))]).join(' ');
+    const n = 60 + Math.floor(rand() * 41);
+    const words: string[] = new Array(n);
+    for (let j = 0; j < n; j++) words[j] = vocab[rank()]!;
+    chunk += JSON.stringify({ id: `p${i}`, title, contents: words.join(' ') + '.' }) + '\n';
+    if (chunk.length > 1 << 20) {
+      if (!out.write(chunk)) await once(out, 'drain');
+      chunk = '';
+    }
+  }
+  out.end(chunk);
+  await once(out, 'finish');
+}
+
+function quantile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { passages: { type: 'string', default: '1000000' }, out: { type: 'string', default: 'runs/index-1m' }, keep: { type: 'boolean', default: false } } });
+  const passages = Number(values.passages);
+  if (!Number.isInteger(passages) || passages < 1) throw new Error(`--passages must be a positive integer (got ${values.passages})`);
+  mkdirSync(values.out, { recursive: true });
+  const corpus = join(values.out, 'corpus.jsonl');
+  const db = join(values.out, 'index.db');
+  const vocab = makeVocabulary(rng(0));
+
+  let t = performance.now();
+  await writeCorpus(corpus, passages, vocab);
+  const generateSeconds = (performance.now() - t) / 1000;
+  console.error(`generated ${passages} passages (${statSync(corpus).size} bytes) in ${generateSeconds.toFixed(1)} s; indexing…`);
+
+  let lastReport = 0;
+  const built = await buildIndex(corpus, db, {
+    onProgress: (read, total, docs) => {
+      if (performance.now() - lastReport < 10_000) return;
+      lastReport = performance.now();
+      console.error(`  ${docs} docs, ${((100 * read) / total).toFixed(0)}% of the corpus read`);
+    },
+  });
+
+  const index = new Bm25Index(db);
+  const rand = rng(2);
+  const rank = zipf(VOCAB, ZIPF_S, rand);
+  const queries = Array.from({ length: QUERIES }, () => Array.from({ length: 2 + Math.floor(rand() * 5) }, () => vocab[rank()]).join(' '));
+  const latencies: number[] = [];
+  const others: number[] = [];
+  let hits = 0;
+  for (const q of queries) {
+    t = performance.now();
+    hits += index.searchSync(q, 5).length;
+    const ms = performance.now() - t;
+    latencies.push(ms);
+    if (q.split(' ').some((w) => index.documentFrequency(w) < built.docs / 2)) others.push(ms);
+  }
+  index.close();
+  latencies.sort((a, b) => a - b);
+  others.sort((a, b) => a - b);
+  const ms = (x: number) => Number(x.toFixed(2));
+
+  const result = {
+    passages: built.docs,
+    corpusBytes: statSync(corpus).size,
+    buildSeconds: Number(built.seconds.toFixed(1)),
+    docsPerSecond: Math.round(built.docs / built.seconds),
+    dbBytes: built.dbBytes,
+    queries: QUERIES,
+    topK: 5,
+    meanHits: hits / QUERIES,
+    latencyMs: { median: ms(quantile(latencies, 0.5)), p99: ms(quantile(latencies, 0.99)), max: ms(latencies.at(-1)!) },
+    commonOnlyQueries: QUERIES - others.length,
+    latencyMsOthers: { median: ms(quantile(others, 0.5)), p99: ms(quantile(others, 0.99)), max: ms(others.at(-1)!) },
+  };
+  if (!values.keep) {
+    rmSync(corpus, { force: true });
+    rmSync(db, { force: true });
+  }
+  console.log(JSON.stringify(result));
+}
+
+await main();
