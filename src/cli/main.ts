@@ -3,6 +3,10 @@ import { Command, InvalidArgumentError } from 'commander';
 import { runQuickstart } from './quickstart.ts';
 import { runEval } from './eval.ts';
 import { runTrainCommand } from './train.ts';
+import { registerSynth } from './synth.ts';
+import { registerEvalSearch } from './eval-search.ts';
+import { registerIndexCommands } from './index-build.ts';
+import { registerServeCommands } from './serve.ts';
 import { createRequire } from 'node:module';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -17,7 +21,8 @@ const program = new Command()
   .name('agentrl')
   .description('RL training of LLM agents: multi-episode meta-RL (MAGE) and asynchronous agentic RL, on the built-in CPU engine.')
   .version(version)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .enablePositionalOptions();
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -45,18 +50,28 @@ program
     await runQuickstart({ out: o.out, iterations: o.iterations, seed: o.seed, quick: !!o.quick });
   });
 
-program
+const evalCommand = program
   .command('eval')
+  // `eval search` has options of the same names: the parent's are only read before the subcommand.
+  .enablePositionalOptions()
   .description('Evaluate a trained checkpoint in K-episode trials per opponent and episode index; writes eval.json and eval.md.')
-  .requiredOption('--checkpoint <dir>', 'checkpoint directory (e.g. runs/quickstart/checkpoint)')
+  // Not a requiredOption: commander would then demand it of `eval search` too.
+  .option('--checkpoint <dir>', 'checkpoint directory (e.g. runs/quickstart/checkpoint); required')
   .option('--out <dir>', 'output directory (default: the checkpoint\'s parent)')
   .option('--trials <n>', 'trials per opponent', int, 300)
   .option('--seed <n>', 'evaluation seed', int, 0)
   .option('--episodes <n>', 'episodes per trial (default: as trained)', int)
   .option('--opponents <list>', 'comma-separated opponents (default: as trained)')
-  .action(async (o: { checkpoint: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string }) => {
-    await runEval({ ...o, opponents: o.opponents?.split(',').filter(Boolean) });
+  .action(async (o: { checkpoint?: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string }) => {
+    if (!o.checkpoint) throw new Error("eval: --checkpoint <dir> is required (or evaluate a search agent with 'agentrl eval search')");
+    await runEval({ ...o, checkpoint: o.checkpoint, opponents: o.opponents?.split(',').filter(Boolean) });
   });
+
+registerEvalSearch(evalCommand);
+registerSynth(program);
+
+registerIndexCommands(program);
+registerServeCommands(program);
 
 if (process.argv.length <= 2) {
   program.outputHelp();

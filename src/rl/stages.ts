@@ -32,7 +32,17 @@ export type CreditStageInput = z.input<typeof CreditStageSchema>;
 
 const OUTCOME_ESTIMATORS = ['grpo', 'rloo', 'reinforce', 'none'] as const;
 export const AdvantageStageSchema = z.discriminatedUnion('estimator', [
-  GroupAdvantageConfigSchema.extend({ estimator: z.enum(OUTCOME_ESTIMATORS), groupBy: z.array(z.string().min(1)).default([GROUP_KEY]) }),
+  GroupAdvantageConfigSchema.extend({
+    estimator: z.enum(OUTCOME_ESTIMATORS),
+    groupBy: z.array(z.string().min(1)).default([GROUP_KEY]),
+    /**
+     * What a group's members are: 'sample' (each training sample) or 'trajectory' (each trajectory
+     * counts once, its advantage broadcast to its samples — for agents whose trajectories split into
+     * several training sequences, e.g. the search agent, so a split trajectory does not weigh more in
+     * its group's mean and std). Needs credit kind 'outcome'.
+     */
+    unit: z.enum(['sample', 'trajectory']).default('sample'),
+  }),
   StepAdvantageConfigSchema.extend({ estimator: z.literal('gigpo') }),
 ]);
 export type AdvantageStage = z.output<typeof AdvantageStageSchema>;
@@ -76,7 +86,8 @@ export function computeAdvantages(samples: readonly { ret: number; score?: numbe
     const { estimator: _, ...step } = cfg;
     return stepAdvantages(samples.map((s) => ({ score: s.score ?? s.ret, ret: s.ret, keys: s.keys })), step).advantages;
   }
-  return groupAdvantages(samples.map((s) => s.ret), samples.map((s) => s.keys), cfg).advantages;
+  const { unit: _, ...group } = cfg;
+  return groupAdvantages(samples.map((s) => s.ret), samples.map((s) => s.keys), group).advantages;
 }
 
 /**
@@ -98,6 +109,19 @@ export function prepareBatch(groups: readonly { trajectories: readonly Trajector
     }
   }
   if (samples.length === 0) throw new Error('prepareBatch: the batch has no samples (every trajectory returned samples: [])');
+  if (advantage.estimator !== 'gigpo' && advantage.unit === 'trajectory') {
+    if (credit.kind !== 'outcome') throw new Error(`advantage unit 'trajectory' needs credit kind 'outcome' (every sample of a trajectory shares its return), got '${credit.kind}'`);
+    // One member per trajectory: its first sample stands for it (same return, same keys).
+    const firsts: number[] = [];
+    for (let i = 0, k = 0; k < groups.length; k++) for (const t of groups[k]!.trajectories) { firsts.push(i); i += t.samples.length; }
+    const per = computeAdvantages(firsts.map((i) => ({ ret: samples[i]!.ret!, keys: samples[i]!.keys })), advantage);
+    let f = 0;
+    for (const g of groups) for (const t of g.trajectories) {
+      for (let j = 0; j < t.samples.length; j++) samples[firsts[f]! + j]!.advantage = per[f]!;
+      f++;
+    }
+    return samples;
+  }
   const adv = computeAdvantages(samples.map((s, i) => ({ ret: s.ret!, score: scores[i]!, keys: s.keys })), advantage);
   samples.forEach((s, i) => (s.advantage = adv[i]!));
   return samples;

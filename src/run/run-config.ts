@@ -10,10 +10,11 @@ import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
 import { TrainerConfigSchema } from '../train/trainer.ts';
 import { OpponentWeightSchema } from '../train/trial-source.ts';
 import { PopulationSectionSchema } from '../train/population.ts';
+import { SearchTaskSchema } from './search-task.ts';
 
 /** Built-in tasks: MAGE trial environments and the toy tool agent. */
 export const TRIAL_TASKS = ['bandit', 'kuhn', 'tictactoe', 'sokoban', 'rps'] as const;
-export const TASKS = [...TRIAL_TASKS, 'toy-tool'] as const;
+export const TASKS = [...TRIAL_TASKS, 'toy-tool', 'search'] as const;
 export type TaskName = (typeof TASKS)[number];
 
 /** The built-in model's shape (vocabSize comes from the task's tokenizer); the Transformer validates the rest. */
@@ -51,6 +52,8 @@ export const RunConfigSchema = z
     opponents: z.array(OpponentWeightSchema).min(1).default([{ name: 'none', weight: 1 }]),
     trial: TrialConfigSchema.default({}),
     toolAgent: ToyToolAgentConfigSchema.default({}),
+    /** The search agent's task (task: search): knowledge base, agent, SFT warm start, evaluation. */
+    search: SearchTaskSchema.optional(),
     model: ModelShapeSchema,
     /** AdamW settings (src/train/builtin-trainer.ts). */
     optimizer: z.record(z.unknown()).default({}),
@@ -73,6 +76,9 @@ export const RunConfigSchema = z
     const evalTrial = TrialConfigSchema.safeParse({ ...c.trial, ...c.eval.trial });
     if (!evalTrial.success) for (const i of evalTrial.error.issues) ctx.addIssue({ ...i, path: ['eval', 'trial', ...i.path] });
     if (c.task === 'toy-tool' && c.trainer.credit.kind === 'mage') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the toy tool agent records no trial steps: use credit kind 'outcome' or 'discounted'" });
+    if (c.search && c.task !== 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['search'], message: `a search section configures task 'search', but task is '${c.task}'` });
+    if (c.task === 'search' && c.trainer.credit.kind !== 'outcome') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the search agent's sequences share their trajectory's reward: use credit kind 'outcome'" });
+    if (c.population && c.task === 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not search' });
     if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
   });
 export type RunConfig = z.output<typeof RunConfigSchema>;

@@ -40,6 +40,11 @@ import { Trainer, type StepMetrics } from '../train/trainer.ts';
 import { trialSource } from '../train/trial-source.ts';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { parseRunConfig, type RunConfig } from './run-config.ts';
+import { evaluateSearchPolicy, heldoutQuestions, SearchTaskSchema, searchTokenizer, searchTools, searchWorlds, sftWarmStart, trainQuestions, type SearchEvalSection, type SearchTask } from './search-task.ts';
+import { searchWorkflow } from '../agents/search/workflow.ts';
+import type { SearchItem } from '../agents/search/config.ts';
+import type { SearchTools } from '../agents/search/workflow.ts';
+import { searchEvalReport, type SearchEvalReport } from './search-report.ts';
 
 export interface TrainRunOptions {
   out: string;
@@ -59,6 +64,8 @@ export interface TrainRunResult {
   history: StepMetrics[];
   eval: EvalReport[] | null;
   toolEval: { untrained: number | null; trained: number } | null;
+  /** Search runs: the starting point's and the trained policy's held-out evaluation. */
+  searchEval: SearchEvalReport | null;
   wallSeconds: number;
 }
 
@@ -109,6 +116,30 @@ function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
   };
 }
 
+interface SearchParts extends TaskParts<SearchItem> {
+  task: SearchTask;
+  tools: SearchTools & { close(): void };
+  worlds: ReturnType<typeof searchWorlds>;
+  evalItems: SearchItem[];
+}
+
+async function searchParts(cfg: RunConfig, backend: Backend, out: string): Promise<SearchParts> {
+  const task = cfg.search ?? SearchTaskSchema.parse({});
+  const worlds = searchWorlds(task);
+  const tokenizer = searchTokenizer(worlds, task.agent);
+  const model = { ...(cfg.model as Omit<ModelConfigInput, 'vocabSize'>), vocabSize: tokenizer.vocabSize };
+  const trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
+  const engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), tokenizer, { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
+  const tools = await searchTools(task, worlds, out);
+  return {
+    tokenizer, engine, trainer, task, tools, worlds,
+    workflow: searchWorkflow(engine, tools, task.agent),
+    source: (start) => trainQuestions(worlds.train, mixSeed(cfg.seed, 0x5ea7), task.trainHops, start),
+    modelConfig: trainer.model.config,
+    evalItems: heldoutQuestions(worlds.heldout, cfg.eval.seed, task.eval.hops, cfg.eval.trials),
+  };
+}
+
 /** Held-out toy-tool tasks' mean reward (evaluation through the same workflow and controller). */
 async function toolEvalReward(parts: TaskParts<ToyToolTask>, cfg: RunConfig): Promise<number> {
   const it = toyToolTasks(mixSeed(cfg.eval.seed, 0xe7a1), cfg.toolAgent.vocabSize);
@@ -140,12 +171,15 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   const configPath = join(o.out, 'config.json');
   const metricsPath = join(o.out, 'metrics.jsonl');
   const ckDir = join(o.out, CHECKPOINT_DIR);
-  const isTrial = cfg.task !== 'toy-tool';
-  const parts = (isTrial ? trialParts(cfg, backend) : toolParts(cfg, backend)) as TaskParts<unknown>;
+  const isSearch = cfg.task === 'search';
+  const isTrial = cfg.task !== 'toy-tool' && !isSearch;
+  const search = isSearch ? await searchParts(cfg, backend, o.out) : null;
+  const parts = (search ?? (isTrial ? trialParts(cfg, backend) : toolParts(cfg, backend))) as TaskParts<unknown>;
 
   let state: LoopState = { version: 0, admittedGroups: 0, steps: 0 };
   let untrained: EvalReport | null = null;
   let untrainedTool: number | null = null;
+  let untrainedSearch: SearchEvalSection | null = null;
   if (o.resume && existsSync(join(ckDir, 'manifest.json'))) {
     const saved = JSON.parse(readFileSync(configPath, 'utf8')) as unknown;
     if (canonicalJson(parseRunConfig(saved)) !== canonicalJson(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
@@ -156,7 +190,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     parts.trainer.step = restored.trainer.step;
     state = (restored.checkpoint.trainerState as { loop: LoopState }).loop;
     const before = join(o.out, UNTRAINED_FILE);
-    if (existsSync(before)) ({ untrained, untrainedTool } = JSON.parse(readFileSync(before, 'utf8')) as { untrained: EvalReport | null; untrainedTool: number | null });
+    if (existsSync(before)) ({ untrained, untrainedTool, untrainedSearch = null } = JSON.parse(readFileSync(before, 'utf8')) as { untrained: EvalReport | null; untrainedTool: number | null; untrainedSearch?: SearchEvalSection | null });
     parts.engine.setWeights(parts.trainer.model.params, state.version);
     const sampler = restored.checkpoint.rng.sampler;
     if (sampler) parts.engine.setRngState(sampler);
@@ -167,11 +201,22 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     if (o.resume) console.warn(`agentrl train: --resume given but ${ckDir} holds no checkpoint; starting a new run`);
     writeFileSync(configPath, JSON.stringify(cfg, null, 2) + '\n');
     writeFileSync(metricsPath, '');
+    if (search && search.task.sft.demos > 0) {
+      // The SFT warm start is part of the starting point: it runs before the first RL step and
+      // before the starting point's evaluation; the RL phase then starts a fresh optimizer.
+      const t0 = performance.now();
+      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.tokenizer as never, parts.trainer.model, cfg.seed);
+      parts.engine.setWeights(parts.trainer.model.params, 0);
+      const seconds = (performance.now() - t0) / 1000;
+      writeFileSync(join(o.out, 'sft.json'), JSON.stringify({ ...sft, seconds }) + '\n');
+      console.log(`SFT warm start: ${sft.demos} scripted demonstrations (hops ${search.task.sft.hops.join(', ')}), ${sft.steps} steps, last loss ${sft.losses.at(-1)?.toFixed(4)} (${seconds.toFixed(0)} s)`);
+    }
     if (cfg.eval.untrained && cfg.eval.trials > 0) {
-      if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, cfg.eval.trial));
+      if (search) untrainedSearch = await evaluateSearchPolicy('start', parts.engine, search.tools, search.task, search.evalItems);
+      else if (isTrial) untrained = await evaluatePolicy('untrained', parts.engine, evalOptions(cfg, cfg.eval.trial));
       else untrainedTool = await toolEvalReward(parts as TaskParts<ToyToolTask>, cfg);
       // Kept beside the checkpoints (plain JSON: an undefined standard error is written as null).
-      writeFileSync(join(o.out, UNTRAINED_FILE), JSON.stringify({ untrained, untrainedTool }) + '\n');
+      writeFileSync(join(o.out, UNTRAINED_FILE), JSON.stringify({ untrained, untrainedTool, untrainedSearch }) + '\n');
     }
   }
 
@@ -220,13 +265,22 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     await worker?.close();
   }
   const wallSeconds = (performance.now() - t0) / 1000;
-  if (state.steps < cfg.trainer.steps) return { config: cfg, steps: state.steps, history, eval: null, toolEval: null, wallSeconds };
+  if (state.steps < cfg.trainer.steps) {
+    search?.tools.close();
+    return { config: cfg, steps: state.steps, history, eval: null, toolEval: null, searchEval: null, wallSeconds };
+  }
 
   // Evaluation of the trained policy (the engine serves the final weights).
   let reports: EvalReport[] | null = null;
   let toolEval: TrainRunResult['toolEval'] = null;
+  let searchEval: SearchEvalReport | null = null;
   if (cfg.eval.trials > 0) {
-    if (isTrial) {
+    if (search) {
+      const trained = await evaluateSearchPolicy(cfg.name ?? 'trained', parts.engine, search.tools, search.task, search.evalItems);
+      searchEval = searchEvalReport([...(untrainedSearch ? [untrainedSearch] : []), trained], search.task.eval.k);
+      writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, search: searchEval, sections: [untrainedSearch, trained] }, null, 2) + '\n');
+      writeFileSync(join(o.out, 'eval.md'), `# ${cfg.name ?? cfg.task}: held-out evaluation\n\n${searchEval.markdown}\n`);
+    } else if (isTrial) {
       const trained = await evaluatePolicy(cfg.name ?? 'trained', parts.engine, evalOptions(cfg, cfg.eval.trial));
       reports = [...(untrained ? [untrained] : []), trained, evaluateRandom(evalOptions(cfg, cfg.eval.trial))];
       writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, reports }, null, 2) + '\n');
@@ -236,8 +290,9 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
       writeFileSync(join(o.out, 'eval.json'), JSON.stringify({ config: cfg, toolEval }, null, 2) + '\n');
     }
   }
+  search?.tools.close();
   writePlot(o.out, cfg);
-  return { config: cfg, steps: state.steps, history, eval: reports, toolEval, wallSeconds };
+  return { config: cfg, steps: state.steps, history, eval: reports, toolEval, searchEval, wallSeconds };
 }
 
 function evalOptions(cfg: RunConfig, trialOverride: Record<string, unknown>) {
@@ -261,8 +316,8 @@ export function loadFinishedRun(out: string): TrainRunResult | null {
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
   if (lines.length !== config.trainer.steps) return null;
   const history = lines.map((l) => ({ ...l, trainer: { clipFrac: l.clipFrac, clipFracMax: l.clipFracMax, entropy: l.entropy, kl: l.kl, minibatches: l.minibatches } }) as unknown as StepMetrics);
-  const saved = JSON.parse(readFileSync(evalPath, 'utf8')) as { reports?: EvalReport[]; toolEval?: TrainRunResult['toolEval'] };
-  return { config, steps: lines.length, history, eval: saved.reports ?? null, toolEval: saved.toolEval ?? null, wallSeconds: history.reduce((a, m) => a + m.seconds, 0) };
+  const saved = JSON.parse(readFileSync(evalPath, 'utf8')) as { reports?: EvalReport[]; toolEval?: TrainRunResult['toolEval']; search?: SearchEvalReport };
+  return { config, steps: lines.length, history, eval: saved.reports ?? null, toolEval: saved.toolEval ?? null, searchEval: saved.search ?? null, wallSeconds: history.reduce((a, m) => a + m.seconds, 0) };
 }
 
 /** The JSON line of one step in metrics.jsonl (histograms kept; the trainer's raw metrics flattened). */
