@@ -204,8 +204,13 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     if (search && search.task.sft.demos > 0) {
       // The SFT warm start is part of the starting point: it runs before the first RL step and
       // before the starting point's evaluation; the RL phase then starts a fresh optimizer.
+      // Nothing else runs during the warm start: it gets every core (an asynchronous run's backend has half).
       const t0 = performance.now();
-      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.tokenizer as never, parts.trainer.model, cfg.seed);
+      const allCores = o.backend ?? (process.env.AGENTRL_BACKEND === 'js' ? backend : (loadNativeBackend({ threads: Number(process.env.AGENTRL_THREADS) || availableParallelism() }) ?? backend));
+      const sftModel = new Transformer(parts.trainer.model.config, allCores, cfg.seed);
+      sftModel.params.set(parts.trainer.model.params);
+      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.tokenizer as never, sftModel, cfg.seed);
+      parts.trainer.model.params.set(sftModel.params);
       parts.engine.setWeights(parts.trainer.model.params, 0);
       const seconds = (performance.now() - t0) / 1000;
       writeFileSync(join(o.out, 'sft.json'), JSON.stringify({ ...sft, seconds }) + '\n');
