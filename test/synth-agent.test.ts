@@ -619,7 +619,7 @@ describe('agentrl synth', () => {
     for (const d of docs) expect(Object.keys(d).sort()).toEqual(['contents', 'id', 'title', 'url']);
     const opts = JSON.parse(readFileSync(join(out, 'worlds.json'), 'utf8'));
     expect(opts).toEqual({ seed: 4, perType: 3, worlds: ['train', 'heldout'] });
-    expect(docs).toEqual(generateWorlds(opts).flatMap(worldDocs));
+    expect(docs).toEqual(generateWorlds(opts).flatMap((w) => worldDocs(w)));
   });
 
   it('qa: writes QAs the evaluator reads, cycling target hops, every one uniquely answered; the same run twice gives the same file', async () => {

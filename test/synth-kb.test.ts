@@ -57,10 +57,10 @@ describe('generateWorlds', () => {
   it('is deterministic given its options, and the seed matters', () => {
     const a = generateWorlds(opts);
     const b = generateWorlds(opts);
-    expect(a.map(worldDocs)).toEqual(b.map(worldDocs));
+    expect(a.map((w) => worldDocs(w))).toEqual(b.map((w) => worldDocs(w)));
     expect(a.map((w) => w.entities)).toEqual(b.map((w) => w.entities));
     const c = generateWorlds({ ...opts, seed: 12 });
-    expect(c.map(worldDocs)).not.toEqual(a.map(worldDocs));
+    expect(c.map((w) => worldDocs(w))).not.toEqual(a.map((w) => worldDocs(w)));
   });
 
   it('has perType entities of each type per world, with world-prefixed ids', () => {

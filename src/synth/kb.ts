@@ -170,8 +170,16 @@ export function factSentence(world: KbWorld, subject: KbEntity, fact: KbFact): s
   return `the ${fact.relation} of ${subject.name} is ${world.byId.get(fact.object)!.name} .`;
 }
 
-/** One document per entity: its name, its type, then its facts. */
-export function worldDocs(world: KbWorld): KbDoc[] {
+/**
+ * The world as documents: one per entity (its name, its type, then its facts) or, with granularity
+ * 'fact', one passage per fact (as a passage corpus such as Wikipedia-DPR splits articles).
+ */
+export function worldDocs(world: KbWorld, granularity: 'entity' | 'fact' = 'entity'): KbDoc[] {
+  if (granularity === 'fact') {
+    return world.entities.flatMap((e) => e.facts.map((f) => ({
+      id: `${e.id}-${f.relation}`, url: `kb://${world.name}/${e.id}#${f.relation}`, title: e.name, contents: factSentence(world, e, f),
+    })));
+  }
   return world.entities.map((e) => ({
     id: e.id,
     url: `kb://${world.name}/${e.id}`,
