@@ -25,11 +25,13 @@ const CONFIG = 'examples/configs/search-kb.yaml';
 const o = new Command()
   .option('--seeds <list>', 'training seeds, declared before the run', '1,2,3')
   .option('--eta0-seed <n>', 'seed also run at η = 0 (wall-clock comparison); -1 = none', '1')
+  .option('--set <key=value>', 'override applied to every run (repeatable), e.g. trainer.steps=300', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--label <name>', 'suffix of the output files and run directories (e.g. long)')
   .option('--quick', 'tiny runs for CI')
   .option('--out <dir>', 'results directory', 'runs/results')
   .option('--runs <dir>', 'run directories', 'runs/search-results')
   .parse()
-  .opts<{ seeds: string; eta0Seed: string; quick?: boolean; out: string; runs: string }>();
+  .opts<{ seeds: string; eta0Seed: string; set: string[]; label?: string; quick?: boolean; out: string; runs: string }>();
 const seeds = o.seeds.split(',').map(Number);
 const eta0Seed = Number(o.eta0Seed);
 const quickSets = o.quick ? ['trainer.steps=2', 'search.sft.demos=64', 'search.sft.epochs=1', 'eval.trials=4', 'search.eval.turnBudgets=[2,5]'] : [];
@@ -47,9 +49,9 @@ interface RunSummary {
 }
 
 async function run(seed: number, eta: number): Promise<RunSummary> {
-  const sets = [`seed=${seed}`, `search.kb.seed=${seed}`, `trainer.maxStaleness=${eta}`, ...quickSets];
+  const sets = [`seed=${seed}`, `search.kb.seed=${seed}`, `trainer.maxStaleness=${eta}`, ...o.set, ...quickSets];
   const raw = readConfigFile(CONFIG, sets);
-  const dir = join(o.runs, `search-kb${o.quick ? '-quick' : ''}-eta${eta}-s${seed}`);
+  const dir = join(o.runs, `search-kb${o.label ? `-${o.label}` : ''}${o.quick ? '-quick' : ''}-eta${eta}-s${seed}`);
   const done = loadFinishedRun(dir);
   if (!done || canonicalJson(done.config) !== canonicalJson(parseRunConfig(raw))) {
     console.log(`[seed ${seed} η=${eta}] agentrl train ${CONFIG} ${sets.map((s) => `--set ${s}`).join(' ')} → ${dir}`);
@@ -131,10 +133,10 @@ const md = [
   ...(etaSection ? ['', '### η = 0 next to η = 2', '', etaSection] : []),
 ].join('\n');
 mkdirSync(o.out, { recursive: true });
-const stem = `search-agent${o.quick ? '-quick' : ''}`;
+const stem = `search-agent${o.label ? `-${o.label}` : ''}${o.quick ? '-quick' : ''}`;
 writeFileSync(join(o.out, `${stem}.md`), md + '\n');
 writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({
-  config: CONFIG, seeds, eta0Seed, quick: !!o.quick,
+  config: CONFIG, sets: o.set, seeds, eta0Seed, quick: !!o.quick,
   runs: [...main, ...(eta0 ? [eta0] : [])].map((r) => ({ seed: r.seed, eta: r.eta, dir: r.dir, wallSeconds: r.wallSeconds, sftSeconds: r.sftSeconds, curve: r.curve, deep: paired(perQuestion(r.start, deep), perQuestion(r.trained, deep)) })),
   pooledGain: pooled,
 }, null, 2) + '\n');
