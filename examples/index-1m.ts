@@ -16,22 +16,14 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bm25Index, buildIndex } from '../src/tools/bm25-index.ts';
+import { mulberry32 } from '../src/envs/rng.ts';
 
 const VOCAB = 50_000;
 const ZIPF_S = 1.0;
 const QUERIES = 1_000;
 
-/** A small seeded PRNG (mulberry32): the same corpus on every machine. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small seeded PRNG: the same corpus on every machine. */
+const rng = mulberry32;
 
 /** VOCAB distinct pronounceable words: 1–4 consonant-vowel syllables. */
 function makeVocabulary(rand: () => number): string[] {

@@ -7,7 +7,7 @@
  * reply); after the last attempt the error names the endpoint and the last reply.
  */
 import { z } from 'zod';
-import { callWithRetries, postJson } from '../tools/retry.ts';
+import { callWithRetries, postJson, ToolLimitsOverrideSchema } from '../tools/retry.ts';
 import { DEFAULT_TOOL_LIMITS, ToolError, type ToolLimits } from '../tools/types.ts';
 
 export const DEFAULT_JUDGE_API_KEY_ENV = 'OPENAI_API_KEY';
@@ -28,15 +28,7 @@ const JudgeOptionsSchema = z
     maxTokens: z.number().int().positive().optional(),
     /** The prediction is cut to this many characters in the prompt (ASearcher: 500). */
     maxPredictionChars: z.number().int().positive().default(500),
-    limits: z
-      .object({
-        timeoutMs: z.number().positive(),
-        retries: z.number().int().min(0),
-        backoffMs: z.number().min(0),
-        maxBytes: z.number().int().positive(),
-      })
-      .partial()
-      .optional(),
+    limits: ToolLimitsOverrideSchema.optional(),
   })
   .strict();
 

@@ -3,7 +3,19 @@
  * response bodies. A call that still fails after its retries rejects with a ToolError naming the tool,
  * the attempts and the last cause; an abort from the caller stops at once (no retry).
  */
+import { z } from 'zod';
 import { ToolError, type ToolLimits } from './types.ts';
+
+/** Per-tool overrides of ToolLimits in a validated options object (every field optional). */
+export const ToolLimitsOverrideSchema = z
+  .object({
+    timeoutMs: z.number().positive(),
+    retries: z.number().int().min(0),
+    backoffMs: z.number().min(0),
+    maxBytes: z.number().int().positive(),
+  })
+  .partial()
+  .strict();
 
 /** An error that retrying cannot fix (bad input, 4xx): thrown through at once. */
 export class PermanentToolError extends Error {

@@ -8,7 +8,7 @@
  *   const hits = await web.search('who wrote Dune', 5); // [{url, title, contents, score: null}, …]
  */
 import { z } from 'zod';
-import { callWithRetries, PermanentToolError, readCapped } from './retry.ts';
+import { callWithRetries, PermanentToolError, readCapped, ToolLimitsOverrideSchema } from './retry.ts';
 import { DEFAULT_TOOL_LIMITS, ToolError, type SearchBackend, type SearchHit, type ToolLimits } from './types.ts';
 
 // ------------------------------------------------------------------ small shared helpers
@@ -168,15 +168,7 @@ const PROVIDERS: Record<WebSearchProvider, ProviderSpec> = {
 
 export const WEB_SEARCH_PROVIDERS = Object.keys(PROVIDERS) as WebSearchProvider[];
 
-const limitsSchema = z
-  .object({
-    timeoutMs: z.number().positive(),
-    retries: z.number().int().min(0),
-    backoffMs: z.number().min(0),
-    maxBytes: z.number().int().positive(),
-  })
-  .partial()
-  .strict();
+const limitsSchema = ToolLimitsOverrideSchema;
 
 /** DEFAULT_TOOL_LIMITS overridden by `partial`, validated (the error names `tool` and the field). */
 export function resolveLimits(tool: string, partial: Partial<ToolLimits> = {}): ToolLimits {
