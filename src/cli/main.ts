@@ -30,7 +30,7 @@ function collect(v: string, prev: string[]): string[] {
 
 program
   .command('train')
-  .description('Train any built-in task (bandit, kuhn, tictactoe, sokoban, rps, toy-tool) from a YAML/JSON config, synchronously (trainer.maxStaleness 0) or asynchronously, with or without a population; writes config.json, metrics.jsonl, checkpoint/, eval.json and plot.svg to the run directory. Examples: examples/configs/*.yaml.')
+  .description('Train any built-in task (bandit, kuhn, tictactoe, sokoban, rps, toy-tool, search) from a YAML/JSON config, synchronously (trainer.maxStaleness 0) or asynchronously, with or without a population; writes config.json, metrics.jsonl, checkpoint/, eval.json and plot.svg to the run directory. Examples: examples/configs/*.yaml.')
   .argument('<config>', 'run config (YAML or JSON)')
   .option('--out <dir>', 'run directory (default runs/<config name>)')
   .option('--set <key=value>', 'override a config field by its dotted path, e.g. --set trainer.steps=10 (repeatable)', collect, [])

@@ -45,6 +45,8 @@ export async function runTrainCommand(configPath: string, o: TrainCliOptions): P
   bar?.stop();
   if (result.eval) console.log('\n' + evalTable(result.eval) + '\n');
   if (result.toolEval) console.log(`held-out reward: untrained ${result.toolEval.untrained?.toFixed(3) ?? '-'} → trained ${result.toolEval.trained.toFixed(3)}`);
-  console.log(`wrote ${out}/config.json, metrics.jsonl, checkpoint/${result.eval || result.toolEval ? ', eval.json' : ''}, plot.svg (${result.wallSeconds.toFixed(0)} s)`);
+  if (result.searchEval) console.log('\n' + result.searchEval.markdown + '\n');
+  const evaluated = result.eval || result.toolEval || result.searchEval;
+  console.log(`wrote ${out}/config.json, metrics.jsonl, checkpoint/${evaluated ? ', eval.json, eval.md' : ''}, plot.svg (${result.wallSeconds.toFixed(0)} s)`);
   return result;
 }
