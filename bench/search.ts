@@ -96,7 +96,8 @@ try {
   const tokenizer = searchTokenizer(worlds, task.agent);
   const tools = await searchTools(task, worlds, dir);
   const items = heldoutQuestions(worlds.heldout, 7, [1, 2, 3, 4], Math.ceil(questions / 4));
-  console.log(`bench:search: ${items.length} questions (1–4 hops), ${concurrent} in flight, BM25 over ${2 * 250 * 4 * 2.5} passages`);
+  const passages = [worlds.train, worlds.heldout, worlds.demo].reduce((a, w) => a + w.entities.reduce((b, e) => b + e.facts.length, 0), 0);
+  console.log(`bench:search: ${items.length} questions (1–4 hops), ${concurrent} in flight, BM25 over ${passages} passages`);
   const cpu = await run(0, items, tools, tokenizer, task.agent);
   console.log(`  CPU-bound: ${cpu.turns_per_s.toFixed(0)} turns/s, peak ${cpu.peak_in_flight} in flight, tool p50 ${cpu.p50_tool_ms.toFixed(3)} ms p99 ${cpu.p99_tool_ms.toFixed(3)} ms, policy ${cpu.policy_ms_per_turn.toFixed(3)} ms/turn, orchestration ${cpu.overhead_ms_per_turn.toFixed(3)} ms/turn, EM ${cpu.exact_match.toFixed(3)}`);
   const slow = await run(latencyMs, items, tools, tokenizer, task.agent);
