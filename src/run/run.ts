@@ -26,7 +26,7 @@ import { defaultBackend } from '../engine/backends.ts';
 import { loadNativeBackend } from '../engine/native.ts';
 import { availableParallelism } from 'node:os';
 import type { Backend } from '../engine/backend.ts';
-import type { SerializableTokenizer } from '../engine/tokenizer.ts';
+import type { SerializableTokenizer, WordTokenizer } from '../engine/tokenizer.ts';
 import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
 import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
 import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
@@ -118,6 +118,7 @@ function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
 
 interface SearchParts extends TaskParts<SearchItem> {
   task: SearchTask;
+  wordTokenizer: WordTokenizer;
   tools: SearchTools & { close(): void };
   worlds: ReturnType<typeof searchWorlds>;
   evalItems: SearchItem[];
@@ -132,7 +133,7 @@ async function searchParts(cfg: RunConfig, backend: Backend, out: string): Promi
   const engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), tokenizer, { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
   const tools = await searchTools(task, worlds, out);
   return {
-    tokenizer, engine, trainer, task, tools, worlds,
+    tokenizer, wordTokenizer: tokenizer, engine, trainer, task, tools, worlds,
     workflow: searchWorkflow(engine, tools, task.agent),
     source: (start) => trainQuestions(worlds.train, mixSeed(cfg.seed, 0x5ea7), task.trainHops, start),
     modelConfig: trainer.model.config,
@@ -209,7 +210,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
       const allCores = o.backend ?? (process.env.AGENTRL_BACKEND === 'js' ? backend : (loadNativeBackend({ threads: Number(process.env.AGENTRL_THREADS) || availableParallelism() }) ?? backend));
       const sftModel = new Transformer(parts.trainer.model.config, allCores, cfg.seed);
       sftModel.params.set(parts.trainer.model.params);
-      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.tokenizer as never, sftModel, cfg.seed);
+      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.wordTokenizer, sftModel, cfg.seed);
       parts.trainer.model.params.set(sftModel.params);
       parts.engine.setWeights(parts.trainer.model.params, 0);
       const seconds = (performance.now() - t0) / 1000;
