@@ -17,6 +17,7 @@ import { z } from 'zod';
 import type { Trajectory } from '../core/types.ts';
 import { appendCompletion, appendContext, emptySeq, TokenSource } from '../core/types.ts';
 import { Rng } from '../core/rng.ts';
+import { sleep } from '../tools/retry.ts';
 import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
 import type { RolloutContext, RolloutWorkflow } from '../core/workflow.ts';
 
@@ -101,21 +102,6 @@ export function toyToolReward(answer: readonly number[], task: ToyToolTask): num
 export function toolReply(turn: readonly number[], vocabSize: number): number[] {
   const content = vocabSize - FIRST_CONTENT_ID;
   return [TOOL_ID, FIRST_CONTENT_ID + (turn.reduce((a, b) => a + b, 0) % content)];
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason ?? new Error('aborted'));
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason ?? new Error('aborted'));
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function episodeSeed(task: ToyToolTask, ctx: Pick<RolloutContext, 'member' | 'attempt'>): number {

@@ -6,11 +6,6 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { defaultBackend } from '../engine/backends.ts';
-import { BuiltinEngine } from '../engine/builtin-engine.ts';
-import { Transformer } from '../engine/model.ts';
-import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
-import { parseRunConfig } from '../run/run-config.ts';
 import { SearchAgentConfigSchema } from '../agents/search/config.ts';
 import { searchWorkflow, type SearchTools } from '../agents/search/workflow.ts';
 import { SearchTaskSchema } from '../run/search-task.ts';
@@ -20,6 +15,7 @@ import { aggregateSearchMetrics, renderSearchMetricsMarkdown } from '../eval/sea
 import { Bm25Index } from '../tools/bm25-index.ts';
 import { RetrievalClient } from '../tools/retrieval-client.ts';
 import { LlmJudge } from '../rewards/judge.ts';
+import { loadCheckpointPolicy } from './checkpoint-policy.ts';
 
 export interface EvalSearchOptions {
   checkpoint: string;
@@ -66,20 +62,15 @@ async function judgeAll(records: SearchSampleRecord[], questions: Map<string, { 
 }
 
 export async function runEvalSearch(o: EvalSearchOptions): Promise<void> {
-  const { trainer, tokenizer, checkpoint } = await loadTrainerCheckpoint(o.checkpoint, defaultBackend());
-  if (!tokenizer) throw new Error(`checkpoint ${o.checkpoint} has no tokenizer; a search agent needs one`);
-  const state = checkpoint.trainerState as { config?: unknown } | null;
-  if (!state?.config) throw new Error(`checkpoint ${o.checkpoint} was not written by agentrl train (its trainerState has no run config)`);
-  const run = parseRunConfig(state.config);
-  if (run.task !== 'search') throw new Error(`agentrl eval search evaluates search agents; checkpoint ${o.checkpoint} is a '${run.task}' run (use agentrl eval)`);
+  const { run, engine } = await loadCheckpointPolicy(o.checkpoint, {
+    whyTokenizer: 'a search agent needs one', maxBatch: 64, seed: o.seed,
+    checkTask: (r) => (r.task === 'search' ? null : `agentrl eval search evaluates search agents; checkpoint ${o.checkpoint} is a '${r.task}' run (use agentrl eval)`),
+  });
   const task = run.search ?? SearchTaskSchema.parse({});
   const agent = SearchAgentConfigSchema.parse({ ...task.agent, ...(o.maxTurns !== undefined ? { maxTurns: o.maxTurns } : {}) });
   if ((o.judgeUrl === undefined) !== (o.judgeModel === undefined)) throw new Error('--judge-url and --judge-model go together');
   let items = loadQaFile(o.data);
   if (o.limit !== undefined) items = items.slice(0, o.limit);
-  const model = new Transformer(trainer.model.config, trainer.model.backend, 0);
-  model.params.set(trainer.model.params);
-  const engine = new BuiltinEngine(model, tokenizer, { maxBatch: 64, seed: o.seed });
   const t = tools(o, join(dirname(o.checkpoint), `index-${task.kb.docs}.db`));
   try {
     const records = await evaluateSearchItems(searchWorkflow(engine, t, agent), items, o.k);

@@ -4,13 +4,10 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
-import { defaultBackend } from '../engine/backends.ts';
-import { BuiltinEngine } from '../engine/builtin-engine.ts';
-import { Transformer } from '../engine/model.ts';
 import { envFactory } from '../train/meta-setup.ts';
 import { evaluatePolicy, evaluateRandom, evalTable } from '../eval/trials.ts';
-import { parseRunConfig, TRIAL_TASKS } from '../run/run-config.ts';
+import { TRIAL_TASKS } from '../run/run-config.ts';
+import { loadCheckpointPolicy } from './checkpoint-policy.ts';
 import { listOpponents } from '../envs/registry.ts';
 import { TrialConfigSchema } from '../agents/trial.ts';
 import { formatZodError } from '../core/config-errors.ts';
@@ -25,12 +22,10 @@ export interface EvalCliOptions {
 }
 
 export async function runEval(o: EvalCliOptions): Promise<void> {
-  const { trainer, tokenizer, checkpoint } = await loadTrainerCheckpoint(o.checkpoint, defaultBackend());
-  if (!tokenizer) throw new Error(`checkpoint ${o.checkpoint} has no tokenizer; it cannot drive text trials`);
-  const state = checkpoint.trainerState as { config?: unknown } | null;
-  if (!state?.config) throw new Error(`checkpoint ${o.checkpoint} was not written by agentrl train (its trainerState has no run config)`);
-  const run = parseRunConfig(state.config);
-  if (!(TRIAL_TASKS as readonly string[]).includes(run.task)) throw new Error(`agentrl eval plays trials; checkpoint ${o.checkpoint} is a '${run.task}' run`);
+  const { run, engine, step } = await loadCheckpointPolicy(o.checkpoint, {
+    whyTokenizer: 'it cannot drive text trials', maxBatch: 128, seed: o.seed,
+    checkTask: (r) => ((TRIAL_TASKS as readonly string[]).includes(r.task) ? null : `agentrl eval plays trials; checkpoint ${o.checkpoint} is a '${r.task}' run`),
+  });
   if (!(o.trials >= 1)) throw new Error(`--trials must be ≥ 1 (got ${o.trials})`);
   if (o.episodes !== undefined && !(o.episodes >= 1)) throw new Error(`--episodes must be ≥ 1 (got ${o.episodes})`);
   if (o.opponents !== undefined) checkOpponents(run.task, run.envOptions, o.opponents);
@@ -38,11 +33,8 @@ export async function runEval(o: EvalCliOptions): Promise<void> {
   const parsedTrial = TrialConfigSchema.safeParse(trialIn);
   if (!parsedTrial.success) throw new Error(`checkpoint ${o.checkpoint}: invalid evaluation trial settings: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
   const trial = parsedTrial.data;
-  const model = new Transformer(trainer.model.config, trainer.model.backend, 0);
-  model.params.set(trainer.model.params);
-  const engine = new BuiltinEngine(model, tokenizer, { maxBatch: 128, seed: o.seed });
   const evalOpts = { opponents: o.opponents ?? run.eval.opponents ?? run.opponents.map((x) => x.name), trials: o.trials, seed: o.seed, makeEnv: envFactory(run.task, run.envOptions), trial };
-  const policy = await evaluatePolicy(`checkpoint@${checkpoint.step}`, engine, evalOpts);
+  const policy = await evaluatePolicy(`checkpoint@${step}`, engine, evalOpts);
   const random = evaluateRandom(evalOpts);
   const out = o.out ?? join(o.checkpoint, '..');
   mkdirSync(out, { recursive: true });

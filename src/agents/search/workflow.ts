@@ -11,7 +11,7 @@ import type { Sample, Trajectory } from '../../core/types.ts';
 import { TokenSource } from '../../core/types.ts';
 import type { RolloutContext, RolloutWorkflow } from '../../core/workflow.ts';
 import type { InferenceEngine } from '../../engine/types.ts';
-import { mixSeed } from '../../envs/rng.ts';
+import { hashString, mixSeed } from '../../envs/rng.ts';
 import { checkTurnFormat, parseTurn } from '../../rewards/format.ts';
 import { searchReward } from '../../rewards/score.ts';
 import { splitIntoChunks } from '../../tools/page-reader.ts';
@@ -69,12 +69,6 @@ function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
-
 /** Run one search episode for `item`. */
 export async function runSearchEpisode(engine: InferenceEngine, tools: SearchTools, c: SearchAgentConfig, item: SearchItem, ctx: Pick<RolloutContext, 'signal' | 'member' | 'attempt' | 'groupId'>): Promise<Trajectory> {
   const tok = engine.tokenizer;
@@ -97,19 +91,19 @@ export async function runSearchEpisode(engine: InferenceEngine, tools: SearchToo
     const room = budget - c.maxNewTokens - sc.length;
     if (ids.length > room) {
       if (room <= 0) return null;
+      entry.note = `${entry.note ? entry.note + '; ' : ''}information cut from ${ids.length} to ${room} tokens by the token budget`;
       ids = ids.slice(0, room);
       truncatedInformation++;
-      entry.note = `${entry.note ? entry.note + '; ' : ''}information cut from ${tok.encode(text).length} to ${room} tokens by the token budget`;
     }
     entry.toolTokens = ids.length;
     return sc.appendContext(ids, TokenSource.tool);
   };
-  const showChunk = (entry: SearchTurnLog): number | null => {
+  /** Show the page's next chunk; the chunk as placed in the context, or null when nothing fits. */
+  const showChunk = (entry: SearchTurnLog): ShownChunk | null => {
     const p = page!;
     const k = p.next++;
     const segment = appendTool(pageInformation(p.chunks[k]!, k + 1, p.chunks.length), entry);
-    if (segment !== null) unreadChunk = { segment, chunk: p.chunks[k]!, k: k + 1, total: p.chunks.length };
-    return segment;
+    return segment === null ? null : { segment, chunk: p.chunks[k]!, k: k + 1, total: p.chunks.length };
   };
 
   for (let turn = 0; ; turn++) {
@@ -134,7 +128,7 @@ export async function runSearchEpisode(engine: InferenceEngine, tools: SearchToo
       stop: [...STOP_STRINGS], seed, signal: ctx.signal,
     });
     sc.appendCompletion(out);
-    readChunk = unreadChunk as ShownChunk | null; // (set inside showChunk, which the compiler does not follow)
+    readChunk = unreadChunk;
     unreadChunk = null;
     const act = parseTurn(out.text);
     const entry: SearchTurnLog = { turn, action: 'invalid', arg: act.arg ?? '', modelTokens: out.ids.length, toolTokens: 0 };
@@ -188,11 +182,15 @@ export async function runSearchEpisode(engine: InferenceEngine, tools: SearchToo
         entry.note = `access failed: ${errorMessage(e)}`;
         fits = appendTool(errorInformation(`Reading the page failed: ${errorMessage(e)}`), entry);
       }
-      if (page) fits = showChunk(entry);
+      if (page) {
+        unreadChunk = showChunk(entry);
+        fits = unreadChunk?.segment ?? null;
+      }
     } else if (act.kind === 'none' && page && page.next < page.chunks.length) {
       // No new action after a chunk: the model is reading on.
       entry.action = 'read-on';
-      fits = showChunk(entry);
+      unreadChunk = showChunk(entry);
+      fits = unreadChunk?.segment ?? null;
     } else {
       formatFailures++;
       const why = act.kind === 'access' ? 'access is not available in this run' : (act.reason ?? 'no tool call or answer');
