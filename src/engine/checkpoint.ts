@@ -262,14 +262,18 @@ function validateForSave(dir: string, c: Checkpoint): void {
     if (bad) fail(`optimizer.${which} ${bad}; refusing to save non-finite optimizer moments`);
   }
   if (c.optimizer) {
+    // Moments cover the trained tensors: every model tensor (full fine-tuning) or a subset (LoRA:
+    // the adapter's); m and v cover the same ones, each with its parameter's shape.
+    const trained = new Set([...Object.keys(c.optimizer.m), ...Object.keys(c.optimizer.v)]);
+    if (trained.size === 0) fail('optimizer has no moments (omit the optimizer instead)');
     for (const which of ['m', 'v'] as const) {
       const mom = c.optimizer[which];
-      for (const [name, t] of Object.entries(c.model)) {
-        const o = mom[name];
+      for (const name of trained) {
+        const o = mom[name], t = c.model[name];
+        if (!t) fail(`optimizer.${which} has tensor '${name}' that is not a model parameter`);
         if (!o) fail(`optimizer.${which} has no tensor for parameter '${name}'`);
-        if (!sameShape(o!.shape, t.shape)) fail(`optimizer.${which}['${name}'] has shape [${o!.shape}] but the parameter has [${t.shape}]`);
+        if (!sameShape(o!.shape, t!.shape)) fail(`optimizer.${which}['${name}'] has shape [${o!.shape}] but the parameter has [${t!.shape}]`);
       }
-      for (const name of Object.keys(mom)) if (!(name in c.model)) fail(`optimizer.${which} has tensor '${name}' that is not a model parameter`);
     }
   }
 }
@@ -381,8 +385,11 @@ async function readCheckpointDir(path: string, name: string, opts: LoadOptions):
       if (!m) fail(`${OPTIMIZER_FILE} has tensor '${key}', expected names 'm.<param>' or 'v.<param>'`);
       optimizer[m![1] as 'm' | 'v'][m![2]!] = t;
     }
+    // Moments of the trained tensors (all of them, or LoRA's adapter): same names in m and v, shapes of the weights.
+    const weights = shapesOf(model), names = Object.keys(optimizer.m);
     for (const which of ['m', 'v'] as const) {
-      const problem = shapeMismatch(shapesOf(optimizer[which]), shapesOf(model));
+      const subset = Object.fromEntries(names.filter((n) => n in weights).map((n) => [n, weights[n]!]));
+      const problem = shapeMismatch(shapesOf(optimizer[which]), names.length === Object.keys(weights).length ? weights : subset);
       if (problem) fail(`${OPTIMIZER_FILE} moments '${which}' do not match the weights: ${problem}`);
     }
   }

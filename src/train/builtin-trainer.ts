@@ -7,9 +7,10 @@
  */
 import { z } from 'zod';
 import type { Sample } from '../core/types.ts';
-import type { Transformer } from '../engine/model.ts';
+import type { ParamView, Transformer } from '../engine/model.ts';
 import type { TrainStepMetrics } from '../engine/types.ts';
 import { formatZodError } from '../core/config-errors.ts';
+import type { LoraAdapter } from './lora.ts';
 
 export const OptimizerConfigSchema = z.object({
   lr: z.number().positive().finite().default(1e-3),
@@ -76,21 +77,39 @@ interface Collated {
   temperature: number;
 }
 
+export interface BuiltinTrainerOptions {
+  /**
+   * Train LoRA adapters instead of every weight (src/train/lora.ts): AdamW steps only the adapter
+   * (its moments are adapter-sized) and merges it into the model after each step.
+   */
+  lora?: LoraAdapter;
+}
+
 export class BuiltinTrainer {
   readonly opt: OptimizerConfig;
-  /** AdamW first and second moments, same layout as model.params. */
+  /** The LoRA adapter being trained, or null for full fine-tuning. */
+  readonly lora: LoraAdapter | null;
+  /** AdamW first and second moments, same layout as the trained parameters (model.params, or the adapter's). */
   readonly m: Float32Array;
   readonly v: Float32Array;
   /** Optimizer steps taken; also the published weights version. */
   step = 0;
 
-  constructor(readonly model: Transformer, opt: z.input<typeof OptimizerConfigSchema> = {}) {
+  constructor(readonly model: Transformer, opt: z.input<typeof OptimizerConfigSchema> = {}, options: BuiltinTrainerOptions = {}) {
     const r = OptimizerConfigSchema.safeParse(opt);
     if (!r.success) throw new Error(`invalid optimizer config: ${formatZodError(r.error, { schema: OptimizerConfigSchema, prefix: 'optimizer' })}`);
     this.opt = r.data;
     if (this.opt.schedule !== 'constant' && !this.opt.totalSteps) throw new Error(`optimizer.totalSteps is required by the '${this.opt.schedule}' schedule; set it or use schedule 'constant'`);
-    this.m = new Float32Array(model.numParams);
-    this.v = new Float32Array(model.numParams);
+    this.lora = options.lora ?? null;
+    if (this.lora && this.lora.model !== model) throw new Error('BuiltinTrainer: the LoRA adapter is attached to another model');
+    const trained = this.lora ? this.lora.numParams : model.numParams;
+    this.m = new Float32Array(trained);
+    this.v = new Float32Array(trained);
+  }
+
+  /** What AdamW steps: the model's parameters, or the LoRA adapter's. */
+  trainedParameters(): { params: Float32Array; grads: Float32Array; layout: readonly ParamView[] } {
+    return this.lora ?? this.model;
   }
 
   version(): number {
@@ -278,9 +297,15 @@ export class BuiltinTrainer {
     return { loss: out.loss, gradNorm, tokens: nTok, version: this.step, lr: this.lrAt(this.step - 1), ...(out.metrics ?? {}) };
   }
 
-  /** Clip, then AdamW per parameter tensor (decay only where the layout says so). Returns the pre-clip norm. */
+  /**
+   * Clip, then AdamW per parameter tensor (decay only where the layout says so). With LoRA the
+   * adapter's gradients are derived from the model's first, and the adapter is merged after the
+   * step. Returns the pre-clip norm (of the trained parameters' gradient).
+   */
   applyGradients(): number {
-    const be = this.model.backend, g = this.model.grads, o = this.opt;
+    const be = this.model.backend, o = this.opt;
+    this.lora?.gradsFromModel();
+    const trained = this.trainedParameters(), g = trained.grads;
     const norm = Math.sqrt(be.sumSquares(g, g.length));
     if (!Number.isFinite(norm)) {
       this.model.zeroGrad();
@@ -289,10 +314,11 @@ export class BuiltinTrainer {
     if (o.gradClip > 0 && norm > o.gradClip) be.scale(g, o.gradClip / (norm + 1e-6), g.length);
     const lr = this.lrAt(this.step);
     this.step++;
-    for (const pv of this.model.layout) {
+    for (const pv of trained.layout) {
       const a = pv.offset, e = pv.offset + pv.size;
-      be.adamw(this.model.params.subarray(a, e), g.subarray(a, e), this.m.subarray(a, e), this.v.subarray(a, e), pv.size, lr, o.beta1, o.beta2, o.eps, pv.decay ? o.weightDecay : 0, this.step);
+      be.adamw(trained.params.subarray(a, e), g.subarray(a, e), this.m.subarray(a, e), this.v.subarray(a, e), pv.size, lr, o.beta1, o.beta2, o.eps, pv.decay ? o.weightDecay : 0, this.step);
     }
+    this.lora?.merge();
     // One cheap pass (double accumulation: finite weights cannot overflow it) so that a step that
     // produced NaN/Inf weights is reported here, naming the parameter, not steps later as NaN logprobs.
     if (!Number.isFinite(be.sumSquares(this.model.params, this.model.numParams))) this.model.assertFiniteParams(`optimizer step ${this.step}`);

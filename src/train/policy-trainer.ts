@@ -77,23 +77,33 @@ export class InProcessTrainer implements PolicyTrainer {
   async close(): Promise<void> {}
 }
 
-/** Everything a trainer needs to continue: weights, AdamW moments, optimizer step. */
+/**
+ * Everything a trainer needs to continue: weights, AdamW moments, optimizer step; with LoRA also the
+ * adapter (A, B; `params` are then the merged weights, and both trainers share the frozen base).
+ */
 export interface TrainerState {
   params: Float32Array;
   m: Float32Array;
   v: Float32Array;
   step: number;
+  adapter?: Float32Array;
 }
 
 export function exportState(t: BuiltinTrainer): TrainerState {
-  return { params: Float32Array.from(t.model.params), m: Float32Array.from(t.m), v: Float32Array.from(t.v), step: t.step };
+  const state: TrainerState = { params: Float32Array.from(t.model.params), m: Float32Array.from(t.m), v: Float32Array.from(t.v), step: t.step };
+  if (t.lora) state.adapter = Float32Array.from(t.lora.params);
+  return state;
 }
 
 export function importState(t: BuiltinTrainer, s: TrainerState): void {
   if (s.params.length !== t.model.params.length || s.m.length !== t.m.length || s.v.length !== t.v.length) {
     throw new Error(`importState: state has ${s.params.length} parameters, the model ${t.model.params.length}`);
   }
+  if (!!t.lora !== !!s.adapter || (t.lora && s.adapter!.length !== t.lora.numParams)) {
+    throw new Error('importState: the state and the trainer differ in their LoRA adapters');
+  }
   t.model.params.set(s.params);
+  if (t.lora) t.lora.params.set(s.adapter!);
   t.m.set(s.m);
   t.v.set(s.v);
   t.step = s.step;

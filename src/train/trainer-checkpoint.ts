@@ -2,18 +2,36 @@
  * Checkpointing a BuiltinTrainer: weights and AdamW moments as named safetensors tensors (one per
  * parameter view), plus step, model config, tokenizer and RNG states in the manifest, written
  * atomically by src/engine/checkpoint.ts. Restoring gives an exact resume.
+ *
+ * With LoRA the model tensors are the merged weights (so evaluation loads a checkpoint as a plain
+ * model), and beside them `lora.<adapter tensor>` (A and B) and `lora.base.<target>` (the frozen W₀
+ * rows); the moments are the adapter's; the manifest config carries `lora`.
  */
 import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../engine/checkpoint.ts';
 import { f32Tensor, type TensorMap } from '../engine/safetensors.ts';
 import { tokenizerFromJSON, type SerializableTokenizer } from '../engine/tokenizer.ts';
-import { Transformer, type ModelConfig, type ModelConfigInput } from '../engine/model.ts';
+import { Transformer, type ModelConfig, type ModelConfigInput, type ParamView } from '../engine/model.ts';
 import type { Backend } from '../engine/backend.ts';
 import { BuiltinTrainer } from './builtin-trainer.ts';
+import { LoraAdapter, type LoraConfig } from './lora.ts';
 
-/** One tensor per parameter view of `model`, holding the values of `buf` (same layout as model.params). */
-export function paramsToTensors(model: Transformer, buf: Float32Array): TensorMap {
+const LORA_PREFIX = 'lora.';
+const LORA_BASE_PREFIX = 'lora.base.';
+
+/** One tensor per parameter view of `model` (or of a LoRA adapter), holding the values of `buf` (same layout). */
+export function paramsToTensors(model: { layout: readonly ParamView[] }, buf: Float32Array, prefix = ''): TensorMap {
   const out: TensorMap = {};
-  for (const v of model.layout) out[v.name] = f32Tensor(v.shape, buf.slice(v.offset, v.offset + v.size));
+  for (const v of model.layout) out[prefix + v.name] = f32Tensor(v.shape, buf.slice(v.offset, v.offset + v.size));
+  return out;
+}
+
+/** The LoRA tensors of a trainer: adapter A/B and the frozen base rows. */
+function loraTensors(lora: LoraAdapter): TensorMap {
+  const out = paramsToTensors(lora, lora.params, LORA_PREFIX);
+  lora.baseWeights().forEach((w, i) => {
+    const a = lora.layout[2 * i]!;
+    out[LORA_BASE_PREFIX + a.name.replace(/\.lora_A$/, '')] = f32Tensor([lora.targets[i]!.rows, lora.targets[i]!.cols], Float32Array.from(w));
+  });
   return out;
 }
 
@@ -22,7 +40,7 @@ export function paramsToTensors(model: Transformer, buf: Float32Array): TensorMa
  * a missing, extra, wrongly shaped or non-float tensor is an error naming it (a checkpoint written
  * by another model config is refused here, not a step later).
  */
-export function tensorsToParams(model: Transformer, t: TensorMap, buf: Float32Array, what: string): void {
+export function tensorsToParams(model: { layout: readonly ParamView[] }, t: TensorMap, buf: Float32Array, what: string): void {
   const known = new Set<string>();
   for (const v of model.layout) {
     known.add(v.name);
@@ -51,12 +69,14 @@ export async function saveTrainerCheckpoint(dir: string, trainer: BuiltinTrainer
   await saveCheckpoint(dir, {
     step: trainer.step,
     weightVersion: trainer.version(),
-    config: { model: model.config, optimizer: trainer.opt },
+    config: { model: model.config, optimizer: trainer.opt, ...(trainer.lora ? { lora: trainer.lora.config } : {}) },
     tokenizer: extras.tokenizer ? extras.tokenizer.toJSON() : null,
     rng: extras.rng,
     trainerState: extras.trainerState,
-    model: paramsToTensors(model, model.params),
-    optimizer: { m: paramsToTensors(model, trainer.m), v: paramsToTensors(model, trainer.v) },
+    model: { ...paramsToTensors(model, model.params), ...(trainer.lora ? loraTensors(trainer.lora) : {}) },
+    optimizer: trainer.lora
+      ? { m: paramsToTensors(trainer.lora, trainer.m, LORA_PREFIX), v: paramsToTensors(trainer.lora, trainer.v, LORA_PREFIX) }
+      : { m: paramsToTensors(model, trainer.m), v: paramsToTensors(model, trainer.v) },
   });
 }
 
@@ -80,7 +100,7 @@ export interface LoadTrainerOptions {
  */
 export async function loadTrainerCheckpoint(dir: string, backend: Backend, opts: LoadTrainerOptions = {}): Promise<RestoredTrainer> {
   const ck = await loadCheckpoint(dir);
-  const cfg = ck.config as { model?: unknown; optimizer?: unknown };
+  const cfg = ck.config as { model?: unknown; optimizer?: unknown; lora?: LoraConfig };
   if (!cfg || typeof cfg !== 'object' || !cfg.model) throw new Error(`checkpoint ${dir}: manifest config has no 'model' section (not a trainer checkpoint)`);
   let model: Transformer;
   try {
@@ -92,19 +112,42 @@ export async function loadTrainerCheckpoint(dir: string, backend: Backend, opts:
     const problem = modelConfigMismatch(model.config, opts.expectModel);
     if (problem) throw new Error(`checkpoint ${dir}: ${problem}`);
   }
-  tensorsToParams(model, ck.model, model.params, `checkpoint ${dir} model`);
+  const modelTensors: TensorMap = {}, loraPart: TensorMap = {};
+  for (const [name, t] of Object.entries(ck.model)) (cfg.lora && name.startsWith(LORA_PREFIX) ? loraPart : modelTensors)[name] = t;
+  tensorsToParams(model, modelTensors, model.params, `checkpoint ${dir} model`);
   let trainer: BuiltinTrainer;
   try {
-    trainer = new BuiltinTrainer(model, (cfg.optimizer ?? {}) as never);
+    const lora = cfg.lora ? restoreLora(model, cfg.lora, loraPart, dir) : undefined;
+    trainer = new BuiltinTrainer(model, (cfg.optimizer ?? {}) as never, { lora });
   } catch (e) {
     throw new Error(`checkpoint ${dir}: ${(e as Error).message}`, { cause: e });
   }
   if (ck.optimizer) {
-    tensorsToParams(model, ck.optimizer.m, trainer.m, `checkpoint ${dir} optimizer m`);
-    tensorsToParams(model, ck.optimizer.v, trainer.v, `checkpoint ${dir} optimizer v`);
+    const unprefix = (t: TensorMap) => (trainer.lora ? Object.fromEntries(Object.entries(t).map(([n, x]) => [n.startsWith(LORA_PREFIX) ? n.slice(LORA_PREFIX.length) : n, x])) : t);
+    const trained = trainer.trainedParameters();
+    tensorsToParams(trained, unprefix(ck.optimizer.m), trainer.m, `checkpoint ${dir} optimizer m`);
+    tensorsToParams(trained, unprefix(ck.optimizer.v), trainer.v, `checkpoint ${dir} optimizer v`);
   }
   trainer.step = ck.step;
   return { trainer, tokenizer: ck.tokenizer ? tokenizerFromJSON(ck.tokenizer) : null, checkpoint: ck };
+}
+
+/** The adapter of a LoRA checkpoint: A/B from `lora.*`, W₀ from `lora.base.*`, merged again (giving the saved merged weights). */
+function restoreLora(model: Transformer, config: LoraConfig, t: TensorMap, dir: string): LoraAdapter {
+  const lora = new LoraAdapter(model, config);
+  const adapter: TensorMap = {}, base: TensorMap = {};
+  for (const [name, x] of Object.entries(t)) {
+    if (name.startsWith(LORA_BASE_PREFIX)) base[name.slice(LORA_BASE_PREFIX.length)] = x;
+    else adapter[name.slice(LORA_PREFIX.length)] = x;
+  }
+  tensorsToParams(lora, adapter, lora.params, `checkpoint ${dir} LoRA adapter`);
+  lora.setBaseWeights(lora.targets.map((_, i) => {
+    const name = lora.layout[2 * i]!.name.replace(/\.lora_A$/, '');
+    const x = base[name];
+    if (!x || x.dtype !== 'F32' || x.data.length !== lora.baseWeights()[i]!.length) throw new Error(`checkpoint ${dir}: LoRA base tensor 'lora.base.${name}' is missing or has the wrong size`);
+    return x.data as Float32Array;
+  }));
+  return lora;
 }
 
 /** 'model config differs: nLayer is 4, expected 2' for the first field of `expected` that differs, or null. */
