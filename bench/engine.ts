@@ -6,7 +6,7 @@
  *
  *   npm run bench:engine [-- --quick] [-- --no-torch] [-- --repeats N] [-- --train-steps N]
  *                        [-- --write | --out FILE] [-- --openblas-coretype detect|inherit|NAME]
- *                        [-- --torch-cpu-capability best|auto|avx2|avx512]
+ *                        [-- --torch-cpu-capability best|auto|avx2|avx512] [-- --contend N]
  *
  * Each measurement (train step, sampling) is repeated `--repeats` times (default 7, --quick 3),
  * agentrl and PyTorch interleaved, the order alternating per repeat (A B, B A, A B, …) so slow
@@ -18,6 +18,11 @@
  * under inference_mode with a preallocated KV cache; its version, BLAS library and kernels, ISA
  * and thread settings are recorded in the JSON, as are agentrl's compute path and environment.
  *
+ * `--contend N` starts N busy background threads of its own (worker threads spinning on arithmetic)
+ * before the first measurement and stops them at the end, so every figure — agentrl's and PyTorch's
+ * alike — is taken while N cores' worth of another job compete for the machine; the JSON then says
+ * `contended: N`. Compare with a quiet run (`contended: 0`, the default).
+ *
  * Writes nothing unless asked: `--write` puts the JSON into docs/results/engine-bench.json,
  * `--out FILE` into FILE (`--no-write` is accepted and changes nothing).
  *
@@ -27,6 +32,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Backend } from '../src/engine/backend.ts';
@@ -60,11 +66,16 @@ const program = new Command()
   .option('--train-steps <n>', 'train steps per repeat (default 5, --quick 2)', positiveInt('--train-steps'))
   .option('--openblas-coretype <v>', "OpenBLAS kernels for both sides: 'detect' (unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: this CPU's own), 'inherit' (the environment's), or a core name", 'detect')
   .option('--torch-cpu-capability <v>', "PyTorch's ATEN_CPU_CAPABILITY: 'best' (avx512 on an AVX-512 CPU, else avx2), avx2, avx512, default, or 'auto' (torch's choice)", 'best')
+  .option('--contend <n>', 'run N busy background threads during every measurement (CPU contention)', (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('--contend must be a non-negative integer');
+    return n;
+  }, 0)
   .option('--write', 'write the JSON result to docs/results/engine-bench.json')
   .option('--no-write', 'write nothing (the default)')
   .option('--out <file>', 'write the JSON result to this file')
   .parse();
-const opts = program.opts<{ quick?: boolean; torch: boolean; repeats?: number; trainSteps?: number; openblasCoretype: string; torchCpuCapability: string; write?: boolean; out?: string }>();
+const opts = program.opts<{ quick?: boolean; torch: boolean; repeats?: number; trainSteps?: number; openblasCoretype: string; torchCpuCapability: string; contend: number; write?: boolean; out?: string }>();
 const quick = !!opts.quick;
 const REPEATS = opts.repeats ?? (quick ? 3 : 7);
 const TRAIN_STEPS = opts.trainSteps ?? (quick ? 2 : 5);
@@ -235,10 +246,34 @@ function loadedLibraries(): string[] {
   }
 }
 
+/**
+ * N threads that keep N cores busy until stopped: the "other job" of a contended measurement. They
+ * spin on floating-point arithmetic (no memory traffic to speak of), like a compute-bound neighbour.
+ */
+async function startContention(n: number): Promise<() => Promise<void>> {
+  if (n === 0) return async () => {};
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const code = `
+    const { workerData, parentPort } = require('node:worker_threads');
+    const stop = new Int32Array(workerData);
+    parentPort.postMessage('busy');
+    let x = 0;
+    while (Atomics.load(stop, 0) === 0) { for (let i = 1; i < 100000; i++) x += Math.sqrt(i) * 1e-9; }
+    parentPort.postMessage(x);`;
+  const workers = Array.from({ length: n }, () => new Worker(code, { eval: true, workerData: stop.buffer }));
+  await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
+  return async () => {
+    Atomics.store(stop, 0, 1);
+    await Promise.all(workers.map((w) => w.terminate()));
+  };
+}
+
 const envOf = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, process.env[k] ?? null]));
 
 async function main(): Promise<void> {
   const load0 = loadavg();
+  const stopContention = await startContention(opts.contend);
+  if (opts.contend > 0) console.log(`contention: ${opts.contend} busy background thread(s) running during every measurement`);
   const be = selectBackend();
   const native = be.name.startsWith('native') ? nativeInfo() : null;
   console.log(`compute path: ${be.name} (${be.threads} threads); OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
@@ -325,10 +360,13 @@ async function main(): Promise<void> {
     console.log(`fallback (js): sgemm 512³ ${fallbackMatmul.toFixed(2)} GFLOP/s, train ${fallbackTrain.toFixed(0)} tokens/s (batch 2×128)`);
   }
 
+  await stopContention();
+
   const out = opts.out ?? (opts.write ? RESULTS_FILE : null);
   const result = {
     compute_path: be.name,
     threads: be.threads,
+    contended: opts.contend,
     matmul_gflops: round(matmul),
     gemm_shapes_gflops: Object.fromEntries(Object.entries(shapeGflops).map(([k, v]) => [k, round(v)])),
     train_tokens_per_s: trainS.median,
@@ -353,7 +391,7 @@ async function main(): Promise<void> {
       gemm_path: be.name.startsWith('native/') ? be.name.slice('native/'.length) : null,
       native_info: native,
       libraries: loadedLibraries(),
-      env: envOf(['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OMP_WAIT_POLICY', 'GOMP_SPINCOUNT', 'AGENTRL_BACKEND', 'AGENTRL_GEMM', 'AGENTRL_THREADS']),
+      env: envOf(['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE', 'OMP_WAIT_POLICY', 'AGENTRL_SPIN_US', 'AGENTRL_BACKEND', 'AGENTRL_GEMM', 'AGENTRL_THREADS']),
     },
     torch: torchInfo,
     torch_error: opts.torch ? torchError : 'skipped (--no-torch)',

@@ -41,7 +41,7 @@ function gflops(be: Backend, s: Shape, seconds: number): number {
   const C = new Float32Array(s.M * s.N);
   const lda = s.tA ? s.M : s.K, ldb = s.tB ? s.K : s.N;
   const run = () => be.sgemm(s.tA, s.tB, s.M, s.N, s.K, 1, A, lda, B, ldb, s.beta, C, s.N);
-  run(); // warm-up: packing buffers, OpenMP/OpenBLAS thread start
+  run(); // warm-up: packing buffers, thread-pool start
   let reps = 0;
   const t0 = performance.now();
   let elapsed = 0;

@@ -234,6 +234,134 @@ void AttentionDecode(const Napi::CallbackInfo& info) {
                    a.f32(4, "vCache", cache), lens, B, C, NH, maxT);
 }
 
+// ---- open-weight architectures (grouped-query attention, scaled RoPE, SwiGLU, per-head RMSNorm)
+
+// Head counts of the grouped-query layout: every q head must map to one kv head.
+void check_gqa(const Args& a, long NH, long NKV, long hd) {
+  if (NH < 1 || NKV < 1 || NH % NKV != 0) {
+    a.range_error("NH (" + std::to_string(NH) + " query heads) must be a positive multiple of NKV (" + std::to_string(NKV) + " key/value heads)");
+  }
+  if (hd < 1) a.range_error("head size hd must be ≥ 1");
+}
+
+// Rows of `width` floats, `stride` apart (stride ≥ width: the heads sit at the start of each row).
+void check_stride(const Args& a, long stride, long width, const char* what) {
+  if (stride < width) a.range_error("rowStride (" + std::to_string(stride) + ") must be ≥ " + what + " (" + std::to_string(width) + ")");
+}
+
+// Args has no Float64Array accessor: the same checks, for the RoPE frequency table.
+const double* f64_arg(const Napi::CallbackInfo& info, const Args& a, size_t i, const char* name, double need) {
+  const Napi::Value v = info[i];
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+    a.type_error(std::string(name) + " must be a Float64Array");
+  }
+  Napi::Float64Array arr = v.As<Napi::Float64Array>();
+  if (static_cast<double>(arr.ElementLength()) < need) {
+    a.range_error(std::string(name) + " has " + std::to_string(arr.ElementLength()) + " elements but the shape needs " +
+                  std::to_string(static_cast<long long>(need)) + " (check the shape arguments and the buffer size)");
+  }
+  return arr.Data();
+}
+
+// gqaAttentionForward(threads, out, lse, qkv, B, T, NH, NKV, hd)
+void GqaAttentionForward(const Napi::CallbackInfo& info) {
+  Args a(info, "gqaAttentionForward", 9);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long B = a.size(4, "B"), T = a.size(5, "T"), NH = a.size(6, "NH"), NKV = a.size(7, "NKV"), hd = a.size(8, "hd");
+  check_gqa(a, NH, NKV, hd);
+  const double QKV = static_cast<double>(NH + 2 * NKV) * hd;
+  gqa_attention_forward(nt, a.f32(1, "out", product(B * T, NH * hd)), a.f32(2, "lse", product(B * NH, T)),
+                        a.f32(3, "qkv", product(B * T, QKV)), B, T, NH, NKV, hd);
+}
+
+// gqaAttentionBackward(threads, dqkv, dout, qkv, lse, B, T, NH, NKV, hd)
+void GqaAttentionBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "gqaAttentionBackward", 10);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long B = a.size(5, "B"), T = a.size(6, "T"), NH = a.size(7, "NH"), NKV = a.size(8, "NKV"), hd = a.size(9, "hd");
+  check_gqa(a, NH, NKV, hd);
+  const double QKV = static_cast<double>(NH + 2 * NKV) * hd;
+  gqa_attention_backward(nt, a.f32(1, "dqkv", product(B * T, QKV)), a.f32(2, "dout", product(B * T, NH * hd)),
+                         a.f32(3, "qkv", product(B * T, QKV)), a.f32(4, "lse", product(B * NH, T)), B, T, NH, NKV, hd);
+}
+
+// gqaAttentionDecode(threads, out, q, kCache, vCache, lens, B, NH, NKV, hd, maxT)
+void GqaAttentionDecode(const Napi::CallbackInfo& info) {
+  Args a(info, "gqaAttentionDecode", 11);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long B = a.size(6, "B"), NH = a.size(7, "NH"), NKV = a.size(8, "NKV"), hd = a.size(9, "hd"), maxT = a.size(10, "maxT");
+  check_gqa(a, NH, NKV, hd);
+  const int32_t* lens = a.i32(5, "lens", B);
+  for (long b = 0; b < B; ++b) {
+    if (lens[b] < 0 || lens[b] > maxT) a.range_error("lens[" + std::to_string(b) + "] = " + std::to_string(lens[b]) + " is outside [0, maxT=" + std::to_string(maxT) + "]");
+  }
+  const double cache = product(B * maxT, NKV * hd);
+  gqa_attention_decode(nt, a.f32(1, "out", product(B, NH * hd)), a.f32(2, "q", product(B, NH * hd)),
+                       a.f32(3, "kCache", cache), a.f32(4, "vCache", cache), lens, B, NH, NKV, hd, maxT);
+}
+
+// ropeFreqs(threads, x, rowStride, pos0, B, T, nHeads, hd, invFreq, inverse)
+void RopeFreqs(const Napi::CallbackInfo& info) {
+  Args a(info, "ropeFreqs", 10);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long rowStride = a.size(2, "rowStride"), B = a.size(4, "B"), T = a.size(5, "T"), nHeads = a.size(6, "nHeads"),
+             hd = a.size(7, "hd");
+  if (hd < 2 || hd % 2 != 0) a.range_error("rotary embeddings need a positive even head size hd, got " + std::to_string(hd));
+  check_stride(a, rowStride, nHeads * hd, "nHeads·hd");
+  const bool inverse = a.boolean(9, "inverse");
+  float* x = a.f32(1, "x", matrix_extent(B * T, nHeads * hd, rowStride));
+  const int32_t* pos0 = a.i32(3, "pos0", B);
+  const double* invFreq = f64_arg(info, a, 8, "invFreq", static_cast<double>(hd / 2));
+  rope_freqs(nt, x, rowStride, pos0, B, T, nHeads, hd, invFreq, inverse);
+}
+
+// swigluForward(threads, out, inp, N, I)
+void SwigluForward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluForward", 5);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long N = a.size(3, "N"), I = a.size(4, "I");
+  swiglu_forward(nt, a.f32(1, "out", product(N, I)), a.f32(2, "inp", product(N, 2.0 * I)), N, I);
+}
+
+// swigluBackward(threads, dinp, inp, dout, N, I)
+void SwigluBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "swigluBackward", 6);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long N = a.size(4, "N"), I = a.size(5, "I");
+  swiglu_backward(nt, a.f32(1, "dinp", product(N, 2.0 * I)), a.f32(2, "inp", product(N, 2.0 * I)),
+                  a.f32(3, "dout", product(N, I)), N, I);
+}
+
+// headRmsnormForward(threads, x, saved, rstd, weight, N, rowStride, nHeads, hd, eps)
+void HeadRmsnormForward(const Napi::CallbackInfo& info) {
+  Args a(info, "headRmsnormForward", 10);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long N = a.size(5, "N"), rowStride = a.size(6, "rowStride"), nHeads = a.size(7, "nHeads"), hd = a.size(8, "hd");
+  const float eps = static_cast<float>(a.number(9, "eps"));
+  check_stride(a, rowStride, nHeads * hd, "nHeads·hd");
+  head_rmsnorm_forward(nt, a.f32(1, "x", matrix_extent(N, nHeads * hd, rowStride)), a.f32(2, "saved", product(N, nHeads * hd)),
+                       a.f32(3, "rstd", product(N, nHeads)), a.f32(4, "weight", hd), N, rowStride, nHeads, hd, eps);
+}
+
+// headRmsnormBackward(threads, dx, dweight, saved, weight, rstd, N, rowStride, nHeads, hd)
+void HeadRmsnormBackward(const Napi::CallbackInfo& info) {
+  Args a(info, "headRmsnormBackward", 10);
+  ScopedFlushDenormals flush;  // see denormals.h; restored before returning to JS
+  const int nt = threads_arg(a, 0);
+  const long N = a.size(6, "N"), rowStride = a.size(7, "rowStride"), nHeads = a.size(8, "nHeads"), hd = a.size(9, "hd");
+  check_stride(a, rowStride, nHeads * hd, "nHeads·hd");
+  head_rmsnorm_backward(nt, a.f32(1, "dx", matrix_extent(N, nHeads * hd, rowStride)), a.f32(2, "dweight", hd),
+                        a.f32(3, "saved", product(N, nHeads * hd)), a.f32(4, "weight", hd), a.f32(5, "rstd", product(N, nHeads)),
+                        N, rowStride, nHeads, hd);
+}
+
 void check_targets(const Args& a, const int32_t* targets, long N, long V) {
   for (long n = 0; n < N; ++n) {
     if (targets[n] >= V) a.range_error("targets[" + std::to_string(n) + "] = " + std::to_string(targets[n]) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
@@ -340,6 +468,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode, "attentionDecode"));
+  exports.Set("gqaAttentionForward", Napi::Function::New(env, GqaAttentionForward, "gqaAttentionForward"));
+  exports.Set("gqaAttentionBackward", Napi::Function::New(env, GqaAttentionBackward, "gqaAttentionBackward"));
+  exports.Set("gqaAttentionDecode", Napi::Function::New(env, GqaAttentionDecode, "gqaAttentionDecode"));
+  exports.Set("ropeFreqs", Napi::Function::New(env, RopeFreqs, "ropeFreqs"));
+  exports.Set("swigluForward", Napi::Function::New(env, SwigluForward, "swigluForward"));
+  exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
+  exports.Set("headRmsnormForward", Napi::Function::New(env, HeadRmsnormForward, "headRmsnormForward"));
+  exports.Set("headRmsnormBackward", Napi::Function::New(env, HeadRmsnormBackward, "headRmsnormBackward"));
   exports.Set("logSoftmaxForward", Napi::Function::New(env, LogSoftmaxForward, "logSoftmaxForward"));
   exports.Set("logSoftmaxBackward", Napi::Function::New(env, LogSoftmaxBackward, "logSoftmaxBackward"));
   exports.Set("add", Napi::Function::New(env, Add, "add"));

@@ -7,7 +7,8 @@ namespace agentrl {
 bool cpu_has_avx512();
 // True when the CPU and OS support AVX2 + FMA (the 256-bit micro-kernel).
 bool cpu_has_avx2();
-// Number of logical processors OpenMP sees; used to clamp requested thread counts.
+// CPUs this process can use: its affinity mask, capped by a cgroup CPU quota; the default thread
+// count and the clamp of requested ones.
 int cpu_count();
 // Clamp a requested thread count to [1, cpu_count()] so we never oversubscribe a small machine.
 int clamp_threads(int requested);

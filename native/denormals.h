@@ -8,7 +8,7 @@
 //
 // MXCSR is per thread and V8 runs JavaScript on the main thread, whose float semantics must stay
 // IEEE: so the mode is set on entry and restored on exit, on the calling thread (in each N-API entry
-// point) and on each OpenMP worker (at the top of each parallel region).
+// point); pool workers set it once for their lifetime (thread_pool.cc).
 #pragma once
 
 #if defined(__SSE__) || defined(__x86_64__)

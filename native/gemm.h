@@ -13,8 +13,8 @@ enum class GemmPath : int { OpenBLAS = 0, Avx512 = 1, Avx2 = 2, Scalar = 3 };
 void sgemm(GemmPath path, int threads, bool transA, bool transB, long M, long N, long K, float alpha,
            const float* A, long lda, const float* B, long ldb, float beta, float* C, long ldc);
 
-// Same contract, single-threaded, always the best built-in SIMD kernel: safe to call from inside an
-// OpenMP parallel region (the attention kernels call it once per (batch, head)).
+// Same contract, single-threaded, always the best built-in SIMD kernel: safe to call from inside a
+// parallel loop (the attention kernels call it once per (batch, head)).
 void sgemm_serial(bool transA, bool transB, long M, long N, long K, float alpha, const float* A,
                   long lda, const float* B, long ldb, float beta, float* C, long ldc);
 

@@ -5,15 +5,11 @@
 // the O(n³) inner loop.
 //
 // Threading is built to survive a busy machine (other processes, or our own rollout workers, sharing
-// the 2 cores): threads first pack all of op(B) (one KC×N slab per KC step) into a shared buffer,
-// meet at the only barrier, then pull work items — an MC-row block × a column chunk of C — from an
-// atomic counter. No static split and no per-block barriers, so a descheduled thread delays the
-// others by at most one item instead of stalling every barrier (a static 2-way split measured 3–10×
-// slower than one thread while another process was running).
-#include <omp.h>
-
+// the cores): the pool (thread_pool.h) first packs all of op(B) (one KC×N slab per KC step) into a
+// shared buffer, then runs work items — an MC-row block × a column chunk of C — claimed one at a
+// time. No static split and no team barrier, so a descheduled thread delays the others by at most
+// one item (a static 2-way split measured 3–10× slower than one thread while another process ran).
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -24,6 +20,7 @@
 
 #include "denormals.h"
 #include "microkernel.h"
+#include "parallel.h"
 
 namespace agentrl {
 namespace {
@@ -199,7 +196,7 @@ void gemm_blocked(const MicroKernel& mk, int threads, bool transA, bool transB, 
   const PackAFn packA = pack_a_for(MR);
   const PackBFn packB = pack_b_for(NR);
 
-  // Tiny products are dominated by the fork/join cost: run them on the calling thread.
+  // Tiny products cost less than handing work to the pool: run them on the calling thread.
   int nt = threads < 1 ? 1 : threads;
   if (2.0 * M * N * K < 2.0e6) nt = 1;
 
@@ -226,84 +223,60 @@ void gemm_blocked(const MicroKernel& mk, int threads, bool transA, bool transB, 
   if (sharedA && !AbufShared) std::abort();
   const long kBlocks = (K + KC - 1) / KC;
 
-  // Per column range: B panels packed, work items taken; plus one for shared A panels.
-  std::unique_ptr<std::atomic<long>[]> counters(new std::atomic<long>[2 * nRanges + 1]);
-  for (long i = 0; i < 2 * nRanges + 1; ++i) counters[i].store(0, std::memory_order_relaxed);
-
-  auto body = [&](int nthreads) {
-    // Private A block (MC × KC) for the unshared case, reused across calls.
-    float* Aprivate = nullptr;
-    if (!sharedA) {
-      Aprivate = tls_scratch.reserve(static_cast<size_t>(round_up(std::min(M, MC), MR) * std::min(K, KC)));
-      if (!Aprivate) std::abort();
-    }
-    for (long r = 0; r < nRanges; ++r) {
-      const long jc = r * NCR, ncr = std::min(NCR, N - jc);
-      const long Nr = round_up(ncr, NR), nq = Nr / NR;
-      // Phase 1: pack op(B)[:, jc:jc+ncr] (slab pc at Bbuf + pc·Nr, panel q at + q·NR·kc) and, on
-      // the first range, the shared op(A). Jobs come from atomic counters; a job is a group of
-      // micro-panels (~256 columns, or one MC block of rows) so row-contiguous sources are read in
-      // long runs.
-      const long qGroup = std::max<long>(1, 256 / NR), nqGroups = (nq + qGroup - 1) / qGroup;
-      std::atomic<long>& packNext = counters[2 * r];
-      for (long job; (job = packNext.fetch_add(1, std::memory_order_relaxed)) < kBlocks * nqGroups;) {
+  for (long r = 0; r < nRanges; ++r) {
+    const long jc = r * NCR, ncr = std::min(NCR, N - jc);
+    const long Nr = round_up(ncr, NR), nq = Nr / NR;
+    // Phase 1: pack op(B)[:, jc:jc+ncr] (slab pc at Bbuf + pc·Nr, panel q at + q·NR·kc) and, on the
+    // first range, the shared op(A). A job is a group of micro-panels (~256 columns, or one MC block
+    // of rows) so row-contiguous sources are read in long runs.
+    const long qGroup = std::max<long>(1, 256 / NR), nqGroups = (nq + qGroup - 1) / qGroup;
+    const long bJobs = kBlocks * nqGroups;
+    const long np = Mr / MR, pGroup = MC / MR, npGroups = (np + pGroup - 1) / pGroup;
+    const long aJobs = sharedA && r == 0 ? kBlocks * npGroups : 0;
+    parallel_for_slots(nt, bJobs + aJobs, [&](long job, int) {
+      if (job < bJobs) {
         const long pc = (job / nqGroups) * KC, q0 = (job % nqGroups) * qGroup, kc = std::min(KC, K - pc);
         packB(B, ldb, transB, pc, jc, kc, ncr, q0, std::min(nq, q0 + qGroup), Bbuf + pc * Nr);
+      } else {
+        job -= bJobs;
+        const long pc = (job / npGroups) * KC, p0 = (job % npGroups) * pGroup, kc = std::min(KC, K - pc);
+        packA(A, lda, transA, 0, pc, M, kc, p0, std::min(np, p0 + pGroup), AbufShared + pc * Mr);
       }
-      if (sharedA && r == 0) {
-        const long np = Mr / MR, pGroup = MC / MR, npGroups = (np + pGroup - 1) / pGroup;
-        std::atomic<long>& packANext = counters[2 * nRanges];
-        for (long job; (job = packANext.fetch_add(1, std::memory_order_relaxed)) < kBlocks * npGroups;) {
-          const long pc = (job / npGroups) * KC, p0 = (job % npGroups) * pGroup, kc = std::min(KC, K - pc);
-          packA(A, lda, transA, 0, pc, M, kc, p0, std::min(np, p0 + pGroup), AbufShared + pc * Mr);
+    });
+    // Phase 2: compute items (an MC-row block × a column chunk of C). The pool returns when every
+    // item is done, which is also what the next range's repacking of Bbuf needs.
+    const long chunk = chunk_width(ncr), nch = (ncr + chunk - 1) / chunk;
+    parallel_for_slots(nt, nmb * nch, [&](long item, int) {
+      const long ic = (item / nch) * MC, mc = std::min(MC, M - ic), npa = (mc + MR - 1) / MR;
+      const long c0 = (item % nch) * chunk, c1 = std::min(c0 + chunk, ncr);
+      // Private A block (MC × KC) for the unshared case: the executing thread's own, reused across calls.
+      float* Aprivate = nullptr;
+      if (!sharedA) {
+        Aprivate = tls_scratch.reserve(static_cast<size_t>(round_up(std::min(M, MC), MR) * std::min(K, KC)));
+        if (!Aprivate) std::abort();
+      }
+      for (long pc = 0; pc < K; pc += KC) {
+        const long kc = std::min(KC, K - pc);
+        // Only the first KC slice applies the caller's beta; later slices accumulate.
+        const float betaEff = pc == 0 ? beta : 1.0f;
+        const float* Ablock;
+        if (sharedA) {
+          Ablock = AbufShared + pc * Mr + ic * kc;  // ic is a multiple of MR: panel ic/MR
+        } else {
+          packA(A, lda, transA, ic, pc, mc, kc, 0, npa, Aprivate);
+          Ablock = Aprivate;
+        }
+        const float* slab = Bbuf + pc * Nr;
+        for (long q = c0 / NR; q * NR < c1; ++q) {
+          const int nr = static_cast<int>(std::min<long>(NR, c1 - q * NR));
+          for (long p = 0; p < npa; ++p) {
+            const int mr = static_cast<int>(std::min<long>(MR, mc - p * MR));
+            mk.fn(kc, Ablock + p * MR * kc, slab + q * NR * kc, C + (ic + p * MR) * ldc + jc + q * NR,
+                  ldc, mr, nr, alpha, betaEff);
+          }
         }
       }
-      if (nthreads > 1) {
-#pragma omp barrier
-      }
-      // Phase 2: compute items.
-      const long chunk = chunk_width(ncr), nch = (ncr + chunk - 1) / chunk;
-      std::atomic<long>& itemNext = counters[2 * r + 1];
-      for (long item; (item = itemNext.fetch_add(1, std::memory_order_relaxed)) < nmb * nch;) {
-        const long ic = (item / nch) * MC, mc = std::min(MC, M - ic), np = (mc + MR - 1) / MR;
-        const long c0 = (item % nch) * chunk, c1 = std::min(c0 + chunk, ncr);
-        for (long pc = 0; pc < K; pc += KC) {
-          const long kc = std::min(KC, K - pc);
-          // Only the first KC slice applies the caller's beta; later slices accumulate.
-          const float betaEff = pc == 0 ? beta : 1.0f;
-          const float* Ablock;
-          if (sharedA) {
-            Ablock = AbufShared + pc * Mr + ic * kc;  // ic is a multiple of MR: panel ic/MR
-          } else {
-            packA(A, lda, transA, ic, pc, mc, kc, 0, np, Aprivate);
-            Ablock = Aprivate;
-          }
-          const float* slab = Bbuf + pc * Nr;
-          for (long q = c0 / NR; q * NR < c1; ++q) {
-            const int nr = static_cast<int>(std::min<long>(NR, c1 - q * NR));
-            for (long p = 0; p < np; ++p) {
-              const int mr = static_cast<int>(std::min<long>(MR, mc - p * MR));
-              mk.fn(kc, Ablock + p * MR * kc, slab + q * NR * kc, C + (ic + p * MR) * ldc + jc + q * NR,
-                    ldc, mr, nr, alpha, betaEff);
-            }
-          }
-        }
-      }
-      // The next range repacks Bbuf: everyone must be done reading it.
-      if (nthreads > 1 && r + 1 < nRanges) {
-#pragma omp barrier
-      }
-    }
-  };
-
-  if (nt <= 1) {
-    body(1);
-  } else {
-#pragma omp parallel num_threads(nt)
-    {
-      ScopedFlushDenormals flush;
-      body(omp_get_num_threads());
-    }
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 // The non-GEMM kernels of the Backend contract (src/engine/backend.ts), on raw pointers. Every
-// function takes `nt`, the number of OpenMP threads to use, and follows the semantic comments in
+// function takes `nt`, the number of threads to use (thread_pool.h), and follows the semantic comments in
 // backend.ts (which outputs are overwritten and which are accumulated).
 #pragma once
 
@@ -32,6 +32,24 @@ void attention_backward(int nt, float* dqkv, const float* dout, const float* qkv
                         long T, long C, long NH);
 void attention_decode(int nt, float* out, const float* q, const float* kCache, const float* vCache,
                       const int32_t* lens, long B, long C, long NH, long maxT);
+
+// Open-weight architectures (Llama / Qwen2 / Qwen3). qkv rows are [q (NH·hd) | k (NKV·hd) | v (NKV·hd)];
+// q head h reads kv head h / (NH/NKV). With NKV = NH and hd = C/NH these are the kernels above (which
+// call them).
+void gqa_attention_forward(int nt, float* out, float* lse, const float* qkv, long B, long T, long NH, long NKV,
+                           long hd);
+void gqa_attention_backward(int nt, float* dqkv, const float* dout, const float* qkv, const float* lse, long B,
+                            long T, long NH, long NKV, long hd);
+void gqa_attention_decode(int nt, float* out, const float* q, const float* kCache, const float* vCache,
+                          const int32_t* lens, long B, long NH, long NKV, long hd, long maxT);
+void rope_freqs(int nt, float* x, long rowStride, const int32_t* pos0, long B, long T, long nHeads, long hd,
+                const double* invFreq, bool inverse);
+void swiglu_forward(int nt, float* out, const float* inp, long N, long I);
+void swiglu_backward(int nt, float* dinp, const float* inp, const float* dout, long N, long I);
+void head_rmsnorm_forward(int nt, float* x, float* saved, float* rstd, const float* weight, long N, long rowStride,
+                          long nHeads, long hd, float eps);
+void head_rmsnorm_backward(int nt, float* dx, float* dweight, const float* saved, const float* weight,
+                           const float* rstd, long N, long rowStride, long nHeads, long hd);
 
 void log_softmax_forward(int nt, float* logprobs, float* entropy, const float* logits, const int32_t* targets,
                          const uint8_t* mask, long N, long V, float invTemp);

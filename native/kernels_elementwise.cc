@@ -1,5 +1,4 @@
 // Elementwise and reduction kernels: GELU, add, bias, sum of squares, scale, AdamW.
-#include <omp.h>
 
 #include <cmath>
 #include <vector>
@@ -94,38 +93,35 @@ AGENTRL_SIMD_CLONES void adamw_span(float* __restrict p, const float* __restrict
 
 namespace {
 
-// Runs fn(begin, end) over [0, n) split into one contiguous span per thread (spans are multiples of
-// 16 floats so threads never write the same cache line).
+// Runs fn(begin, end) over [0, n) in block_count(threads, units) contiguous spans, claimed
+// dynamically (spans are multiples of 16 floats so threads never write the same cache line).
+// Returns the number of spans; fn also gets the span's index.
 template <class Fn>
-void parallel_spans(int nt, long n, Fn fn) {
+long parallel_spans(int nt, long n, Fn fn) {
   const int threads = threads_for(n, nt);
-  if (threads == 1) {
-    fn(0L, n);
-    return;
-  }
   const long units = (n + 15) / 16;
-#pragma omp parallel num_threads(threads)
-  {
-    ScopedFlushDenormals flush;
+  const long spans = threads == 1 ? 1 : block_count(threads, units);
+  parallel_for_slots(threads, spans, [&](long s, int) {
     long u0, u1;
-    split_range(units, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+    split_range(units, static_cast<int>(s), static_cast<int>(spans), &u0, &u1);
     const long b = u0 * 16, e = std::min(n, u1 * 16);
-    if (e > b) fn(b, e);
-  }
+    if (e > b) fn(b, e, s);
+  });
+  return spans;
 }
 
 }  // namespace
 
 void gelu_forward(int nt, float* out, const float* inp, long n) {
-  parallel_spans(nt, n, [&](long b, long e) { detail::gelu_forward_span(out + b, inp + b, e - b); });
+  parallel_spans(nt, n, [&](long b, long e, long) { detail::gelu_forward_span(out + b, inp + b, e - b); });
 }
 
 void gelu_backward(int nt, float* dinp, const float* inp, const float* dout, long n) {
-  parallel_spans(nt, n, [&](long b, long e) { detail::gelu_backward_span(dinp + b, inp + b, dout + b, e - b); });
+  parallel_spans(nt, n, [&](long b, long e, long) { detail::gelu_backward_span(dinp + b, inp + b, dout + b, e - b); });
 }
 
 void add(int nt, float* out, const float* a, const float* b, long n) {
-  parallel_spans(nt, n, [&](long s, long e) { detail::add_span(out + s, a + s, b + s, e - s); });
+  parallel_spans(nt, n, [&](long s, long e, long) { detail::add_span(out + s, a + s, b + s, e - s); });
 }
 
 void add_bias(int nt, float* out, const float* bias, long rows, long cols) {
@@ -133,35 +129,29 @@ void add_bias(int nt, float* out, const float* bias, long rows, long cols) {
                [&](long r) { detail::add_bias_row(out + r * cols, bias, cols); });
 }
 
-// Each thread owns a slice of the columns and sums it over all rows: race-free, deterministic.
+// Each block owns a slice of the columns and sums it over all rows: race-free, deterministic.
 void bias_backward(int nt, float* dbias, const float* dout, long rows, long cols) {
   const long units = (cols + 15) / 16;
-  const int threads = static_cast<int>(std::min<long>(threads_for(rows * cols, nt), units));
-#pragma omp parallel num_threads(threads)
-  {
-    ScopedFlushDenormals flush;
-    long u0, u1;
-    split_range(units, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+  parallel_blocks(threads_for(rows * cols, nt), units, [&](long u0, long u1) {
     const long c0 = u0 * 16, c1 = std::min(cols, u1 * 16);
     if (c1 > c0) detail::column_sums(dbias, dout, rows, cols, c0, c1);
-  }
+  });
 }
 
-// Per-thread double partials added in thread order: the same input gives the same bits every time
-// (the gradient-norm clip depends on it).
+// Per-span double partials added in span order: the same input gives the same bits every time for
+// a given thread count (the gradient-norm clip depends on it).
 double sum_squares(int nt, const float* x, long n) {
-  const int threads = threads_for(n, nt);
-  std::vector<double> partial(static_cast<size_t>(threads), 0.0);
-  parallel_spans(threads, n, [&](long b, long e) {
-    partial[static_cast<size_t>(omp_get_thread_num())] = detail::sum_squares_span(x + b, e - b);
+  std::vector<double> partial(static_cast<size_t>(block_count(std::max(1, nt), (n + 15) / 16)), 0.0);
+  const long spans = parallel_spans(nt, n, [&](long b, long e, long s) {
+    partial[static_cast<size_t>(s)] = detail::sum_squares_span(x + b, e - b);
   });
   double total = 0.0;
-  for (double p : partial) total += p;
+  for (long s = 0; s < spans; ++s) total += partial[static_cast<size_t>(s)];
   return total;
 }
 
 void scale(int nt, float* x, float s, long n) {
-  parallel_spans(nt, n, [&](long b, long e) { detail::scale_span(x + b, s, e - b); });
+  parallel_spans(nt, n, [&](long b, long e, long) { detail::scale_span(x + b, s, e - b); });
 }
 
 void adamw(int nt, float* param, const float* grad, float* m, float* v, long n, double lr, double beta1,
@@ -169,7 +159,7 @@ void adamw(int nt, float* param, const float* grad, float* m, float* v, long n, 
   // Everything in double, β and 1 − β included (β₂ = 0.999 as a float is 0.99900001, which made
   // 1 − β₂ wrong by 1.3e-5 relative); bias corrections 1 − β^t likewise.
   const double bc1 = 1.0 - std::pow(beta1, t), bc2 = 1.0 - std::pow(beta2, t);
-  parallel_spans(nt, n, [&](long b, long e) {
+  parallel_spans(nt, n, [&](long b, long e, long) {
     detail::adamw_span(param + b, grad + b, m + b, v + b, e - b, lr, beta1, beta2, eps, wd, bc1, bc2);
   });
 }

@@ -1,5 +1,4 @@
 // Embedding lookup and the two normalisations (LayerNorm, RMSNorm), forward and backward.
-#include <omp.h>
 
 #include <cmath>
 #include <vector>
@@ -107,28 +106,22 @@ void embed_forward(int nt, float* out, const int32_t* tokens, const float* wte, 
   });
 }
 
-// Tokens repeat, so rows of dwte receive several updates: each thread owns a slice of the channels
+// Tokens repeat, so rows of dwte receive several updates: each block owns a slice of the channels
 // (in 16-float units, so slices never share a cache line) and walks all rows — race-free and
 // deterministic without atomics.
 void embed_backward(int nt, float* dwte, float* dwpe, const float* dout, const int32_t* tokens, long B,
                     long T, long C) {
   const long N = B * T;
   const long units = (C + 15) / 16;
-  const int threads = static_cast<int>(std::min<long>(threads_for(N * C, nt), units));
-#pragma omp parallel num_threads(threads)
-  {
-    ScopedFlushDenormals flush;
-    long u0, u1;
-    split_range(units, omp_get_thread_num(), omp_get_num_threads(), &u0, &u1);
+  parallel_blocks(threads_for(N * C, nt), units, [&](long u0, long u1) {
     const long c0 = u0 * 16, c1 = std::min(C, u1 * 16);
-    if (c1 > c0) {
-      for (long n = 0; n < N; ++n) {
-        const float* src = dout + n * C + c0;
-        detail::accumulate_span(dwte + static_cast<long>(tokens[n]) * C + c0, src, c1 - c0);
-        if (dwpe) detail::accumulate_span(dwpe + (n % T) * C + c0, src, c1 - c0);
-      }
+    if (c1 <= c0) return;
+    for (long n = 0; n < N; ++n) {
+      const float* src = dout + n * C + c0;
+      detail::accumulate_span(dwte + static_cast<long>(tokens[n]) * C + c0, src, c1 - c0);
+      if (dwpe) detail::accumulate_span(dwpe + (n % T) * C + c0, src, c1 - c0);
     }
-  }
+  });
 }
 
 void layernorm_forward(int nt, float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -138,36 +131,34 @@ void layernorm_forward(int nt, float* out, float* mean, float* rstd, const float
   });
 }
 
-// Per-thread partial parameter gradients, summed in thread order afterwards (race-free and
-// deterministic for a given thread count).
+// Row blocks accumulate partial parameter gradients of their own, summed in block order afterwards
+// (race-free, and deterministic for a given thread count).
 void layernorm_backward(int nt, float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd, long N,
                         long C) {
   const int threads = threads_for(N * C, nt);
-  std::vector<float> partial(static_cast<size_t>(threads) * 2 * C, 0.0f);
-#pragma omp parallel num_threads(threads)
-  {
-    ScopedFlushDenormals flush;
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    float* dw = partial.data() + static_cast<size_t>(tid) * 2 * C;
+  const long blocks = threads == 1 ? 1 : block_count(threads, N);
+  std::vector<float> partial(static_cast<size_t>(blocks) * 2 * C, 0.0f);
+  parallel_for_slots(threads, blocks, [&](long blk, int) {
+    float* dw = partial.data() + static_cast<size_t>(blk) * 2 * C;
     float* db = dw + C;
     long n0, n1;
-    split_range(N, tid, team, &n0, &n1);
+    split_range(N, static_cast<int>(blk), static_cast<int>(blocks), &n0, &n1);
     for (long n = n0; n < n1; ++n) {
       detail::layernorm_backward_row(dinp + n * C, dw, db, dout + n * C, inp + n * C, weight, mean[n], rstd[n], C);
     }
-#pragma omp barrier
-#pragma omp for schedule(static)
-    for (long c = 0; c < C; ++c) {
+  });
+  parallel_blocks(threads, C, [&](long c0, long c1) {
+    for (long c = c0; c < c1; ++c) {
       float sw = 0.0f, sb = 0.0f;
-      for (int t = 0; t < team; ++t) {
+      for (long t = 0; t < blocks; ++t) {
         sw += partial[static_cast<size_t>(t) * 2 * C + c];
         sb += partial[static_cast<size_t>(t) * 2 * C + C + c];
       }
       dweight[c] += sw;
       dbias[c] += sb;
     }
-  }
+  });
 }
 
 void rmsnorm_forward(int nt, float* out, float* rstd, const float* inp, const float* weight, long N, long C,
@@ -180,25 +171,23 @@ void rmsnorm_forward(int nt, float* out, float* rstd, const float* inp, const fl
 void rmsnorm_backward(int nt, float* dinp, float* dweight, const float* dout, const float* inp,
                       const float* weight, const float* rstd, long N, long C) {
   const int threads = threads_for(N * C, nt);
-  std::vector<float> partial(static_cast<size_t>(threads) * C, 0.0f);
-#pragma omp parallel num_threads(threads)
-  {
-    ScopedFlushDenormals flush;
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    float* dw = partial.data() + static_cast<size_t>(tid) * C;
+  const long blocks = threads == 1 ? 1 : block_count(threads, N);
+  std::vector<float> partial(static_cast<size_t>(blocks) * C, 0.0f);
+  parallel_for_slots(threads, blocks, [&](long blk, int) {
+    float* dw = partial.data() + static_cast<size_t>(blk) * C;
     long n0, n1;
-    split_range(N, tid, team, &n0, &n1);
+    split_range(N, static_cast<int>(blk), static_cast<int>(blocks), &n0, &n1);
     for (long n = n0; n < n1; ++n) {
       detail::rmsnorm_backward_row(dinp + n * C, dw, dout + n * C, inp + n * C, weight, rstd[n], C);
     }
-#pragma omp barrier
-#pragma omp for schedule(static)
-    for (long c = 0; c < C; ++c) {
+  });
+  parallel_blocks(threads, C, [&](long c0, long c1) {
+    for (long c = c0; c < c1; ++c) {
       float s = 0.0f;
-      for (int t = 0; t < team; ++t) s += partial[static_cast<size_t>(t) * C + c];
+      for (long t = 0; t < blocks; ++t) s += partial[static_cast<size_t>(t) * C + c];
       dweight[c] += s;
     }
-  }
+  });
 }
 
 }  // namespace agentrl

@@ -25,7 +25,7 @@ const MicroKernel* avx2_micro_kernel();
 const MicroKernel* scalar_micro_kernel();
 
 // The blocked driver: packs panels of op(A) and op(B) (so every transpose combination runs the same
-// contiguous inner loop) and shares the work among `threads` OpenMP threads (1 = no parallel region,
+// contiguous inner loop) and shares the work among `threads` pool threads (1 = no parallel loop,
 // safe inside another parallel region). Requires M, N, K > 0.
 void gemm_blocked(const MicroKernel& mk, int threads, bool transA, bool transB, long M, long N, long K,
                   float alpha, const float* A, long lda, const float* B, long ldb, float beta, float* C,

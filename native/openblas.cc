@@ -1,9 +1,9 @@
 // OpenBLAS through dlopen: the addon has no link-time BLAS dependency, so it builds on machines
 // without OpenBLAS headers or libraries and picks the library up when it is installed later.
 //
-// OpenBLAS runs single-threaded inside our OpenMP threads (each computes a block of C) instead of
+// OpenBLAS runs single-threaded inside our pool threads (each computes a block of C) instead of
 // with its own thread pool: OpenBLAS's idle workers busy-wait for ~0.1 s after every call, and on a
-// 2-core machine they then steal the cores from the OpenMP kernels that run between GEMMs (measured:
+// 2-core machine they then steal the cores from the kernels that run between GEMMs (measured:
 // a 100 µs built-in GEMM took 8.5 ms right after OpenBLAS calls). One thread model, no fight.
 #include "openblas.h"
 

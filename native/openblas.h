@@ -10,7 +10,7 @@ namespace agentrl {
 bool openblas_available();
 std::string openblas_error();
 // Row-major cblas_sgemm through the loaded library: single-threaded OpenBLAS calls on blocks of C,
-// spread over `threads` OpenMP threads.
+// spread over `threads` pool threads.
 void openblas_sgemm(int threads, bool transA, bool transB, long M, long N, long K, float alpha,
                     const float* A, long lda, const float* B, long ldb, float beta, float* C, long ldc);
 

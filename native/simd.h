@@ -9,7 +9,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 // Put on small leaf functions (a row, a span): clones cannot be inlined, so the call must be cheap
-// relative to the work, and OpenMP regions stay in ordinary functions.
+// relative to the work, and parallel loops stay in ordinary functions.
 #define AGENTRL_SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define AGENTRL_SIMD_CLONES

@@ -16,7 +16,7 @@ import { loadNativeBackend, nativeGemmPaths } from '../src/engine/native.ts';
 import { maxRelError, maxScaledDiff, mulberry32, randomF32, type ErrorReport } from './helpers/gradcheck.ts';
 
 const js = new JsBackend();
-/** Every GEMM path on one thread, plus the default path on two (the OpenMP loop over heads). */
+/** Every GEMM path on one thread, plus the default path on two (the pooled loop over heads). */
 const natives: Backend[] = [
   ...nativeGemmPaths().map((gemm) => loadNativeBackend({ gemm, threads: 1 })),
   loadNativeBackend({ threads: 2 }),

@@ -2,7 +2,7 @@
  * The compute backend contract: the hot kernels of the built-in transformer, llm.c style.
  *
  * Two implementations exist: `native` (C++ addon in native/, OpenBLAS when present or a built-in
- * SIMD GEMM chosen at run time by CPU features, OpenMP over 2 cores) and `js` (pure TypeScript,
+ * SIMD GEMM chosen at run time by CPU features, a helping thread pool over the available cores) and `js` (pure TypeScript,
  * always available). The model in src/engine/model.ts is written once against this interface.
  *
  * Conventions (all kernels):
@@ -76,6 +76,45 @@ export interface Backend {
    * out [B,C] overwritten. Scale 1/sqrt(hs).
    */
   attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void;
+
+  // ---- Open-weight architectures (Llama / Qwen2 / Qwen3): grouped-query attention, SwiGLU, q/k norms,
+  // scaled RoPE. Layout for these: qkv rows are [q (NH·hd) | k (NKV·hd) | v (NKV·hd)], width
+  // QKV = (NH + 2·NKV)·hd; q head h reads kv head ⌊h / (NH/NKV)⌋; scale 1/sqrt(hd). With NKV = NH and
+  // hd = C/NH this is exactly the layout above, so the GPT-2-style model can use these kernels too.
+
+  /** Grouped-query causal attention: qkv [B,T,QKV] → out [B,T,NH·hd] (overwritten), lse [B,NH,T] (overwritten). */
+  gqaAttentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void;
+  /** Accumulates dqkv [B,T,QKV] (q, k and v parts; a kv head gathers the gradients of all its q heads). */
+  gqaAttentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void;
+  /**
+   * One query per row against a KV cache: q [B,NH·hd]; kCache, vCache [B,maxT,NKV·hd]; row b attends to
+   * cache positions [0, lens[b]), 0 ≤ lens[b] ≤ maxT (else a RangeError; lens[b] = 0 gives zeros).
+   * out [B,NH·hd] overwritten.
+   */
+  gqaAttentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, NH: number, NKV: number, hd: number, maxT: number): void;
+  /**
+   * Rotary positions IN PLACE on the first `nHeads` heads (width hd) of every row of x [B,T,rowStride]
+   * (the q and k heads of a qkv row: nHeads = NH + NKV). Token t of row b has position pos0[b] + t;
+   * pair (2i, 2i+1) of each head rotates by pos·invFreq[i] (invFreq has hd/2 entries, float64 so
+   * scaled frequencies such as llama3's are exact). `inverse` rotates by the negative angle: the backward.
+   */
+  ropeFreqs(x: Float32Array, rowStride: number, pos0: Int32Array, B: number, T: number, nHeads: number, hd: number, invFreq: Float64Array, inverse: boolean): void;
+  /** SwiGLU: inp [N, 2I] rows [gate | up] → out [N, I] = silu(gate)·up. Overwrites out. */
+  swigluForward(out: Float32Array, inp: Float32Array, N: number, I: number): void;
+  /** dinp [N, 2I] += ∂/∂[gate | up] of Σ dout·silu(gate)·up. */
+  swigluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number, I: number): void;
+  /**
+   * Per-head RMSNorm IN PLACE on `nHeads` heads of width hd at the start of every row of x
+   * [N, rowStride] (pass a subarray to start at the k heads), one gain vector weight [hd] for all of
+   * them (Qwen3's q_norm / k_norm): x ← x·rstd·weight, rstd = 1/sqrt(mean over the head of x² + eps).
+   * Saves the input heads in saved [N, nHeads·hd] and rstd [N, nHeads] (row n, head j at index n·nHeads + j).
+   */
+  headRmsnormForward(x: Float32Array, saved: Float32Array, rstd: Float32Array, weight: Float32Array, N: number, rowStride: number, nHeads: number, hd: number, eps: number): void;
+  /**
+   * Backward of headRmsnormForward, IN PLACE: on entry dx holds the gradient w.r.t. the normalised
+   * heads, on exit w.r.t. the input heads (other columns of the rows untouched). Accumulates dweight [hd].
+   */
+  headRmsnormBackward(dx: Float32Array, dweight: Float32Array, saved: Float32Array, weight: Float32Array, rstd: Float32Array, N: number, rowStride: number, nHeads: number, hd: number): void;
 
   /**
    * Fused tempered, masked log-softmax + gather + entropy, for N rows of V logits.

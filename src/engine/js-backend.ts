@@ -31,6 +31,7 @@ export class JsBackend implements Backend {
   private scores: Float64Array = new Float64Array(0);
   private ropeCos: Float64Array = new Float64Array(0);
   private ropeSin: Float64Array = new Float64Array(0);
+  private invFreqCache: { base: number; hs: number; invFreq: Float64Array } | null = null;
 
   // ---------------------------------------------------------------- GEMM
 
@@ -187,56 +188,58 @@ export class JsBackend implements Backend {
     }
   }
 
-  // ---------------------------------------------------------------- RoPE
+  // ---------------------------------------------------------------- RoPE and attention (GPT-2 layout)
+  // The GPT-2-layout kernels are the grouped-query ones with NKV = NH and hd = C/NH (one implementation).
 
   rope(qkv: Float32Array, pos0: Int32Array, B: number, T: number, C: number, NH: number, base: number, inverse: boolean): void {
     const hs = C / NH;
     if (!Number.isInteger(hs) || hs % 2 !== 0) {
       throw new RangeError(`rope: head size C/NH = ${C}/${NH} must be an even integer (RoPE rotates channel pairs)`);
     }
-    const half = hs / 2;
-    const cos = this.ropeCos = growF64(this.ropeCos, half);
-    const sin = this.ropeSin = growF64(this.ropeSin, half);
-    const sign = inverse ? -1 : 1;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const pos = pos0[b] + t;
-        // Angles in float64 so long positions keep their precision; shared by q, k and every head.
-        for (let i = 0; i < half; i++) {
-          const angle = pos * Math.pow(base, (-2 * i) / hs);
-          cos[i] = Math.cos(angle);
-          sin[i] = sign * Math.sin(angle);
-        }
-        const row = (b * T + t) * 3 * C;
-        for (let part = 0; part < 2; part++) { // q then k
-          for (let h = 0; h < NH; h++) {
-            const o = row + part * C + h * hs;
-            for (let i = 0; i < half; i++) {
-              const x0 = qkv[o + 2 * i], x1 = qkv[o + 2 * i + 1];
-              qkv[o + 2 * i] = x0 * cos[i] - x1 * sin[i];
-              qkv[o + 2 * i + 1] = x0 * sin[i] + x1 * cos[i];
-            }
-          }
-        }
-      }
-    }
+    // q and k heads are contiguous: 2·NH heads of width hs at the start of each 3C-wide row.
+    this.ropeFreqs(qkv, 3 * C, pos0, B, T, 2 * NH, hs, this.ropeInvFreq(base, hs), inverse);
   }
 
-  // ---------------------------------------------------------------- attention
+  /** θ_i = base^(−2i/hs), i < hs/2, cached for the last (base, hs) asked for. */
+  private ropeInvFreq(base: number, hs: number): Float64Array {
+    const cached = this.invFreqCache;
+    if (cached && cached.base === base && cached.hs === hs) return cached.invFreq;
+    const invFreq = Float64Array.from({ length: hs / 2 }, (_, i) => Math.pow(base, (-2 * i) / hs));
+    this.invFreqCache = { base, hs, invFreq };
+    return invFreq;
+  }
 
   attentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void {
-    const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
+    this.gqaAttentionForward(out, lse, qkv, B, T, NH, NH, headSize('attentionForward', C, NH));
+  }
+
+  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
+    this.gqaAttentionBackward(dqkv, dout, qkv, lse, B, T, NH, NH, headSize('attentionBackward', C, NH));
+  }
+
+  attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void {
+    this.gqaAttentionDecode(out, q, kCache, vCache, lens, B, NH, NH, headSize('attentionDecode', C, NH), maxT);
+  }
+
+  // ---------------------------------------------------------------- open-weight architectures
+
+  gqaAttentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void {
+    const s = gqaShape('gqaAttentionForward', NH, NKV, hd);
+    needLength('gqaAttentionForward', 'qkv', qkv, B * T * s.QKV);
+    needLength('gqaAttentionForward', 'out', out, B * T * s.OC);
+    needLength('gqaAttentionForward', 'lse', lse, B * NH * T);
+    const { QKV, OC, kOff, vOff, group } = s, scale = 1 / Math.sqrt(hd);
     // One row's scores at a time: scratch of T, never T×T.
     const scores = this.scores = growF64(this.scores, T);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         for (let h = 0; h < NH; h++) {
-          const q = (b * T + t) * C3 + h * hs;
+          const q = (b * T + t) * QKV + h * hd, kv = Math.floor(h / group) * hd;
           let max = -Infinity;
           for (let t2 = 0; t2 <= t; t2++) {
-            const k = (b * T + t2) * C3 + C + h * hs;
+            const k = (b * T + t2) * QKV + kOff + kv;
             let dot = 0;
-            for (let i = 0; i < hs; i++) dot += qkv[q + i] * qkv[k + i];
+            for (let i = 0; i < hd; i++) dot += qkv[q + i] * qkv[k + i];
             dot *= scale;
             scores[t2] = dot;
             if (dot > max) max = dot;
@@ -249,47 +252,52 @@ export class JsBackend implements Backend {
           }
           lse[(b * NH + h) * T + t] = max + Math.log(sum);
           const inv = 1 / sum;
-          const o = (b * T + t) * C + h * hs;
-          for (let i = 0; i < hs; i++) out[o + i] = 0;
+          const o = (b * T + t) * OC + h * hd;
+          for (let i = 0; i < hd; i++) out[o + i] = 0;
           for (let t2 = 0; t2 <= t; t2++) {
-            const v = (b * T + t2) * C3 + 2 * C + h * hs, p = scores[t2] * inv;
-            for (let i = 0; i < hs; i++) out[o + i] += p * qkv[v + i];
+            const v = (b * T + t2) * QKV + vOff + kv, p = scores[t2] * inv;
+            for (let i = 0; i < hd; i++) out[o + i] += p * qkv[v + i];
           }
         }
       }
     }
   }
 
-  attentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void {
-    const hs = C / NH, C3 = 3 * C, scale = 1 / Math.sqrt(hs);
+  gqaAttentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void {
+    const s = gqaShape('gqaAttentionBackward', NH, NKV, hd);
+    needLength('gqaAttentionBackward', 'qkv', qkv, B * T * s.QKV);
+    needLength('gqaAttentionBackward', 'dqkv', dqkv, B * T * s.QKV);
+    needLength('gqaAttentionBackward', 'dout', dout, B * T * s.OC);
+    needLength('gqaAttentionBackward', 'lse', lse, B * NH * T);
+    const { QKV, OC, kOff, vOff, group } = s, scale = 1 / Math.sqrt(hd);
     // One row's probabilities and dL/dp at a time: scratch of 2T, never T×T.
     const scratch = this.scores = growF64(this.scores, 2 * T);
     for (let b = 0; b < B; b++) {
       for (let t = 0; t < T; t++) {
         for (let h = 0; h < NH; h++) {
-          const q = (b * T + t) * C3 + h * hs;
-          const o = (b * T + t) * C + h * hs;
+          const q = (b * T + t) * QKV + h * hd, kv = Math.floor(h / group) * hd;
+          const o = (b * T + t) * OC + h * hd;
           const rowLse = lse[(b * NH + h) * T + t];
           // p = exp(q·k·scale − lse) recomputed; dp = dout·v; dv += p·dout; D = Σ p·dp.
           let D = 0;
           for (let t2 = 0; t2 <= t; t2++) {
-            const k = (b * T + t2) * C3 + C + h * hs, v = k + C;
-            let s = 0, dp = 0;
-            for (let i = 0; i < hs; i++) {
-              s += qkv[q + i] * qkv[k + i];
+            const k = (b * T + t2) * QKV + kOff + kv, v = (b * T + t2) * QKV + vOff + kv;
+            let sc = 0, dp = 0;
+            for (let i = 0; i < hd; i++) {
+              sc += qkv[q + i] * qkv[k + i];
               dp += dout[o + i] * qkv[v + i];
             }
-            const p = Math.exp(s * scale - rowLse);
-            for (let i = 0; i < hs; i++) dqkv[v + i] += p * dout[o + i];
+            const p = Math.exp(sc * scale - rowLse);
+            for (let i = 0; i < hd; i++) dqkv[v + i] += p * dout[o + i];
             scratch[t2] = p;
             scratch[T + t2] = dp;
             D += p * dp;
           }
           // softmax backward: dscore = p·(dp − D); scores = scale·q·k
           for (let t2 = 0; t2 <= t; t2++) {
-            const k = (b * T + t2) * C3 + C + h * hs;
+            const k = (b * T + t2) * QKV + kOff + kv;
             const ds = scratch[t2] * (scratch[T + t2] - D) * scale;
-            for (let i = 0; i < hs; i++) {
+            for (let i = 0; i < hd; i++) {
               dqkv[q + i] += ds * qkv[k + i];
               dqkv[k + i] += ds * qkv[q + i];
             }
@@ -299,21 +307,27 @@ export class JsBackend implements Backend {
     }
   }
 
-  attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void {
-    const hs = C / NH, scale = 1 / Math.sqrt(hs);
+  gqaAttentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, NH: number, NKV: number, hd: number, maxT: number): void {
+    const { OC, group } = gqaShape('gqaAttentionDecode', NH, NKV, hd);
+    const KVC = NKV * hd, scale = 1 / Math.sqrt(hd);
+    needLength('gqaAttentionDecode', 'q', q, B * OC);
+    needLength('gqaAttentionDecode', 'out', out, B * OC);
+    needLength('gqaAttentionDecode', 'kCache', kCache, B * maxT * KVC);
+    needLength('gqaAttentionDecode', 'vCache', vCache, B * maxT * KVC);
+    needLength('gqaAttentionDecode', 'lens', lens, B);
     const scores = this.scores = growF64(this.scores, maxT);
     for (let b = 0; b < B; b++) {
       const len = lens[b];
-      if (len > maxT) throw new RangeError(`attentionDecode: lens[${b}] = ${len} exceeds the cache length maxT = ${maxT}`);
+      if (!(len >= 0 && len <= maxT)) throw new RangeError(`gqaAttentionDecode: lens[${b}] = ${len} is outside [0, maxT = ${maxT}]`);
       for (let h = 0; h < NH; h++) {
-        const qo = b * C + h * hs, o = b * C + h * hs;
-        for (let i = 0; i < hs; i++) out[o + i] = 0;
-        if (len <= 0) continue; // nothing to attend to: an empty sum
+        const qo = b * OC + h * hd, o = qo, kv = Math.floor(h / group) * hd;
+        for (let i = 0; i < hd; i++) out[o + i] = 0;
+        if (len === 0) continue; // nothing to attend to: an empty sum
         let max = -Infinity;
         for (let t = 0; t < len; t++) {
-          const k = (b * maxT + t) * C + h * hs;
+          const k = (b * maxT + t) * KVC + kv;
           let dot = 0;
-          for (let i = 0; i < hs; i++) dot += q[qo + i] * kCache[k + i];
+          for (let i = 0; i < hd; i++) dot += q[qo + i] * kCache[k + i];
           dot *= scale;
           scores[t] = dot;
           if (dot > max) max = dot;
@@ -326,8 +340,112 @@ export class JsBackend implements Backend {
         }
         const inv = 1 / sum;
         for (let t = 0; t < len; t++) {
-          const v = (b * maxT + t) * C + h * hs, p = scores[t] * inv;
-          for (let i = 0; i < hs; i++) out[o + i] += p * vCache[v + i];
+          const v = (b * maxT + t) * KVC + kv, p = scores[t] * inv;
+          for (let i = 0; i < hd; i++) out[o + i] += p * vCache[v + i];
+        }
+      }
+    }
+  }
+
+  ropeFreqs(x: Float32Array, rowStride: number, pos0: Int32Array, B: number, T: number, nHeads: number, hd: number, invFreq: Float64Array, inverse: boolean): void {
+    if (!Number.isInteger(hd) || hd <= 0 || hd % 2 !== 0) {
+      throw new RangeError(`ropeFreqs: head size hd = ${hd} must be a positive even integer (RoPE rotates channel pairs)`);
+    }
+    const half = hd / 2;
+    needLength('ropeFreqs', 'invFreq', invFreq, half);
+    if (rowStride < nHeads * hd) throw new RangeError(`ropeFreqs: rowStride = ${rowStride} is smaller than nHeads·hd = ${nHeads * hd}`);
+    needLength('ropeFreqs', 'pos0', pos0, B);
+    if (B * T > 0) needLength('ropeFreqs', 'x', x, (B * T - 1) * rowStride + nHeads * hd);
+    const cos = this.ropeCos = growF64(this.ropeCos, half);
+    const sin = this.ropeSin = growF64(this.ropeSin, half);
+    const sign = inverse ? -1 : 1;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const pos = pos0[b] + t;
+        // Angles in float64 so long positions keep their precision; shared by every head of the row.
+        for (let i = 0; i < half; i++) {
+          const angle = pos * invFreq[i];
+          cos[i] = Math.cos(angle);
+          sin[i] = sign * Math.sin(angle);
+        }
+        const row = (b * T + t) * rowStride;
+        for (let h = 0; h < nHeads; h++) {
+          const o = row + h * hd;
+          for (let i = 0; i < half; i++) {
+            const x0 = x[o + 2 * i], x1 = x[o + 2 * i + 1];
+            x[o + 2 * i] = x0 * cos[i] - x1 * sin[i];
+            x[o + 2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+          }
+        }
+      }
+    }
+  }
+
+  swigluForward(out: Float32Array, inp: Float32Array, N: number, I: number): void {
+    needLength('swigluForward', 'inp', inp, N * 2 * I);
+    needLength('swigluForward', 'out', out, N * I);
+    for (let n = 0; n < N; n++) {
+      const g0 = n * 2 * I, u0 = g0 + I, o = n * I;
+      for (let i = 0; i < I; i++) {
+        const g = inp[g0 + i];
+        out[o + i] = g * sigmoid(g) * inp[u0 + i];
+      }
+    }
+  }
+
+  swigluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number, I: number): void {
+    needLength('swigluBackward', 'inp', inp, N * 2 * I);
+    needLength('swigluBackward', 'dinp', dinp, N * 2 * I);
+    needLength('swigluBackward', 'dout', dout, N * I);
+    for (let n = 0; n < N; n++) {
+      const g0 = n * 2 * I, u0 = g0 + I, o = n * I;
+      for (let i = 0; i < I; i++) {
+        const g = inp[g0 + i], s = sigmoid(g), d = dout[o + i];
+        // silu'(g) = σ + g·σ·(1 − σ): written so that σ = 0 or 1 (|g| large) gives no 0·∞.
+        dinp[g0 + i] += d * inp[u0 + i] * (s + g * s * (1 - s));
+        dinp[u0 + i] += d * g * s;
+      }
+    }
+  }
+
+  headRmsnormForward(x: Float32Array, saved: Float32Array, rstd: Float32Array, weight: Float32Array, N: number, rowStride: number, nHeads: number, hd: number, eps: number): void {
+    checkHeadRows('headRmsnormForward', x, 'x', N, rowStride, nHeads, hd);
+    needLength('headRmsnormForward', 'saved', saved, N * nHeads * hd);
+    needLength('headRmsnormForward', 'rstd', rstd, N * nHeads);
+    needLength('headRmsnormForward', 'weight', weight, hd);
+    for (let n = 0; n < N; n++) {
+      for (let h = 0; h < nHeads; h++) {
+        const o = n * rowStride + h * hd, s = (n * nHeads + h) * hd;
+        let sq = 0;
+        for (let i = 0; i < hd; i++) {
+          const v = x[o + i];
+          saved[s + i] = v;
+          sq += v * v;
+        }
+        const r = 1 / Math.sqrt(sq / hd + eps);
+        for (let i = 0; i < hd; i++) x[o + i] = x[o + i] * r * weight[i];
+        rstd[n * nHeads + h] = r;
+      }
+    }
+  }
+
+  headRmsnormBackward(dx: Float32Array, dweight: Float32Array, saved: Float32Array, weight: Float32Array, rstd: Float32Array, N: number, rowStride: number, nHeads: number, hd: number): void {
+    checkHeadRows('headRmsnormBackward', dx, 'dx', N, rowStride, nHeads, hd);
+    needLength('headRmsnormBackward', 'saved', saved, N * nHeads * hd);
+    needLength('headRmsnormBackward', 'rstd', rstd, N * nHeads);
+    needLength('headRmsnormBackward', 'weight', weight, hd);
+    needLength('headRmsnormBackward', 'dweight', dweight, hd);
+    for (let n = 0; n < N; n++) {
+      for (let h = 0; h < nHeads; h++) {
+        const o = n * rowStride + h * hd, s = (n * nHeads + h) * hd, r = rstd[n * nHeads + h];
+        // As rmsnormBackward: dx = r·w·dy − (r³/hd)·x·Σ w·dy·x; every dy is read before dx is written.
+        let gx = 0;
+        for (let i = 0; i < hd; i++) gx += weight[i] * dx[o + i] * saved[s + i];
+        const k = (r * r * r * gx) / hd;
+        for (let i = 0; i < hd; i++) {
+          const dy = dx[o + i], xi = saved[s + i];
+          dweight[i] += xi * r * dy;
+          dx[o + i] = r * weight[i] * dy - k * xi;
         }
       }
     }
@@ -434,6 +552,36 @@ export class JsBackend implements Backend {
 }
 
 // ------------------------------------------------------------------ helpers (pure functions)
+
+/** Logistic σ(x) = 1/(1 + e^(−x)): e^(−x) overflows to ∞ for very negative x, giving exactly 0. */
+function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
+
+/** Widths of the grouped-query layout, after checking the head counts (see Backend). */
+function gqaShape(fn: string, NH: number, NKV: number, hd: number) {
+  if (!Number.isInteger(NH) || !Number.isInteger(NKV) || NH < 1 || NKV < 1 || NH % NKV !== 0) {
+    throw new RangeError(`${fn}: NH = ${NH} query heads must be a positive multiple of NKV = ${NKV} key/value heads`);
+  }
+  if (!Number.isInteger(hd) || hd < 1) throw new RangeError(`${fn}: head size hd must be a positive integer, got ${hd}`);
+  return { QKV: (NH + 2 * NKV) * hd, OC: NH * hd, kOff: NH * hd, vOff: (NH + NKV) * hd, group: NH / NKV };
+}
+
+function headSize(fn: string, C: number, NH: number): number {
+  if (!Number.isInteger(NH) || NH < 1 || C % NH !== 0) throw new RangeError(`${fn}: C = ${C} must be a positive multiple of NH = ${NH}`);
+  return C / NH;
+}
+
+/** Throws when `buf` is shorter than the shape arguments say (instead of reading undefined as NaN). */
+function needLength(fn: string, name: string, buf: ArrayLike<number>, need: number): void {
+  if (buf.length < need) throw new RangeError(`${fn}: ${name} has ${buf.length} elements but the shape needs ${need} (check the shape arguments and the buffer size)`);
+}
+
+/** Rows of nHeads heads of width hd, rowStride apart: the strided tensors of headRmsnorm. */
+function checkHeadRows(fn: string, x: ArrayLike<number>, name: string, N: number, rowStride: number, nHeads: number, hd: number): void {
+  if (rowStride < nHeads * hd) throw new RangeError(`${fn}: rowStride = ${rowStride} is smaller than nHeads·hd = ${nHeads * hd}`);
+  if (N > 0) needLength(fn, name, x, (N - 1) * rowStride + nHeads * hd);
+}
 
 function checkToken(tok: number, n: number, vocab: number): number {
   if (!(tok >= 0 && tok < vocab)) throw new RangeError(`embedding: tokens[${n}] = ${tok} is outside the vocabulary [0, ${vocab})`);

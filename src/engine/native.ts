@@ -6,8 +6,11 @@
  *
  * GEMM path: `openblas` (dlopen'd at run time when the system has it), `avx512`, `avx2` or `scalar`
  * (the built-in packed, cache-blocked kernels, chosen by CPU features). Default: OpenBLAS if present,
- * else the widest SIMD kernel; `AGENTRL_GEMM` or `{ gemm }` forces one. Threads: 2 by default,
- * `AGENTRL_THREADS` or `{ threads }` overrides (capped at the CPU count).
+ * else the widest SIMD kernel; `AGENTRL_GEMM` or `{ gemm }` forces one. Threads: every CPU this
+ * process may use (its affinity mask, capped by a cgroup CPU quota) by default; `AGENTRL_THREADS`
+ * or `{ threads }` overrides (capped at that count). Kernels run on a helping thread pool
+ * (native/thread_pool.h) whose caller never waits for a thread that has not started, so they keep
+ * their speed in proportion to the cores they actually get when another process shares them.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +22,7 @@ export const GEMM_PATHS: readonly GemmPath[] = ['openblas', 'avx512', 'avx2', 's
 export interface NativeBackendOptions {
   /** GEMM path; default `AGENTRL_GEMM`, else OpenBLAS when loadable, else the best SIMD kernel. */
   gemm?: string;
-  /** OpenMP threads for every kernel; default `AGENTRL_THREADS`, else 2 (capped at the CPU count). */
+  /** Threads for every kernel; default `AGENTRL_THREADS`, else the CPUs this process may use. */
   threads?: number;
 }
 
@@ -51,6 +54,14 @@ interface NativeAddon {
   attentionForward(nt: number, out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, C: number, NH: number): void;
   attentionBackward(nt: number, dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, C: number, NH: number): void;
   attentionDecode(nt: number, out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void;
+  gqaAttentionForward(nt: number, out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void;
+  gqaAttentionBackward(nt: number, dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void;
+  gqaAttentionDecode(nt: number, out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, NH: number, NKV: number, hd: number, maxT: number): void;
+  ropeFreqs(nt: number, x: Float32Array, rowStride: number, pos0: Int32Array, B: number, T: number, nHeads: number, hd: number, invFreq: Float64Array, inverse: boolean): void;
+  swigluForward(nt: number, out: Float32Array, inp: Float32Array, N: number, I: number): void;
+  swigluBackward(nt: number, dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number, I: number): void;
+  headRmsnormForward(nt: number, x: Float32Array, saved: Float32Array, rstd: Float32Array, weight: Float32Array, N: number, rowStride: number, nHeads: number, hd: number, eps: number): void;
+  headRmsnormBackward(nt: number, dx: Float32Array, dweight: Float32Array, saved: Float32Array, weight: Float32Array, rstd: Float32Array, N: number, rowStride: number, nHeads: number, hd: number): void;
   logSoftmaxForward(nt: number, logprobs: Float32Array, entropy: Float32Array, logits: Float32Array, targets: Int32Array, mask: Uint8Array | null, N: number, V: number, invTemp: number): void;
   logSoftmaxBackward(nt: number, dlogits: Float32Array, logits: Float32Array, targets: Int32Array, mask: Uint8Array | null, dlogp: Float32Array, dent: Float32Array, N: number, V: number, invTemp: number): void;
   add(nt: number, out: Float32Array, a: Float32Array, b: Float32Array, n: number): void;
@@ -67,22 +78,8 @@ const ADDON_PATH = fileURLToPath(new URL('../../build/Release/agentrl_native.nod
 let addon: NativeAddon | null | undefined;
 let loadError: string | undefined;
 
-/**
- * libgomp reads its wait policy once, when the addon (which links it) is loaded. Its default lets
- * idle OpenMP workers spin for ~300k pause loops (milliseconds) before sleeping; when another
- * thread or process needs that core, each parallel region then waits for a scheduler time slice
- * (measured on the 2-core machine under load: 0.45 ms kernels took 6–16 ms; with a 1000-loop spin,
- * 0.5 ms, and no loss when idle). Explicit user settings win.
- */
-function setOpenMpWaitPolicy(): void {
-  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
-    process.env.GOMP_SPINCOUNT = '1000';
-  }
-}
-
 function loadAddon(): NativeAddon | null {
   if (addon !== undefined) return addon;
-  setOpenMpWaitPolicy();
   try {
     addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
   } catch (err) {
@@ -124,7 +121,7 @@ function resolveGemm(info: NativeInfo, requested: string | undefined): GemmPath 
 
 function resolveThreads(info: NativeInfo, requested: number | undefined): number {
   const env = process.env.AGENTRL_THREADS;
-  const value = requested ?? (env !== undefined && env !== '' ? Number(env) : 2);
+  const value = requested ?? (env !== undefined && env !== '' ? Number(env) : Math.max(1, info.cpus));
   if (!Number.isInteger(value) || value < 1) {
     throw new Error(`thread count must be a positive integer (AGENTRL_THREADS / { threads }), got ${requested ?? env}`);
   }
@@ -203,6 +200,38 @@ export class NativeBackend implements Backend {
 
   attentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, C: number, NH: number, maxT: number): void {
     this.lib.attentionDecode(this.threads, out, q, kCache, vCache, lens, B, C, NH, maxT);
+  }
+
+  gqaAttentionForward(out: Float32Array, lse: Float32Array, qkv: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void {
+    this.lib.gqaAttentionForward(this.threads, out, lse, qkv, B, T, NH, NKV, hd);
+  }
+
+  gqaAttentionBackward(dqkv: Float32Array, dout: Float32Array, qkv: Float32Array, lse: Float32Array, B: number, T: number, NH: number, NKV: number, hd: number): void {
+    this.lib.gqaAttentionBackward(this.threads, dqkv, dout, qkv, lse, B, T, NH, NKV, hd);
+  }
+
+  gqaAttentionDecode(out: Float32Array, q: Float32Array, kCache: Float32Array, vCache: Float32Array, lens: Int32Array, B: number, NH: number, NKV: number, hd: number, maxT: number): void {
+    this.lib.gqaAttentionDecode(this.threads, out, q, kCache, vCache, lens, B, NH, NKV, hd, maxT);
+  }
+
+  ropeFreqs(x: Float32Array, rowStride: number, pos0: Int32Array, B: number, T: number, nHeads: number, hd: number, invFreq: Float64Array, inverse: boolean): void {
+    this.lib.ropeFreqs(this.threads, x, rowStride, pos0, B, T, nHeads, hd, invFreq, inverse);
+  }
+
+  swigluForward(out: Float32Array, inp: Float32Array, N: number, I: number): void {
+    this.lib.swigluForward(this.threads, out, inp, N, I);
+  }
+
+  swigluBackward(dinp: Float32Array, inp: Float32Array, dout: Float32Array, N: number, I: number): void {
+    this.lib.swigluBackward(this.threads, dinp, inp, dout, N, I);
+  }
+
+  headRmsnormForward(x: Float32Array, saved: Float32Array, rstd: Float32Array, weight: Float32Array, N: number, rowStride: number, nHeads: number, hd: number, eps: number): void {
+    this.lib.headRmsnormForward(this.threads, x, saved, rstd, weight, N, rowStride, nHeads, hd, eps);
+  }
+
+  headRmsnormBackward(dx: Float32Array, dweight: Float32Array, saved: Float32Array, weight: Float32Array, rstd: Float32Array, N: number, rowStride: number, nHeads: number, hd: number): void {
+    this.lib.headRmsnormBackward(this.threads, dx, dweight, saved, weight, rstd, N, rowStride, nHeads, hd);
   }
 
   logSoftmaxForward(logprobs: Float32Array, entropy: Float32Array, logits: Float32Array, targets: Int32Array, mask: Uint8Array | null, N: number, V: number, invTemp: number): void {
