@@ -7,7 +7,7 @@
  * model), and beside them `lora.<adapter tensor>` (A and B) and `lora.base.<target>` (the frozen W₀
  * rows); the moments are the adapter's; the manifest config carries `lora`.
  */
-import { loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../engine/checkpoint.ts';
+import { canonicalJson, loadCheckpoint, saveCheckpoint, type LoadedCheckpoint } from '../engine/checkpoint.ts';
 import { f32Tensor, type TensorMap } from '../engine/safetensors.ts';
 import { tokenizerFromJSON, type SerializableTokenizer } from '../engine/tokenizer.ts';
 import { Transformer, type ModelConfig, type ModelConfigInput, type ParamView } from '../engine/model.ts';
@@ -156,7 +156,8 @@ export function modelConfigMismatch(actual: ModelConfig, expected: Partial<Model
   for (const [k, want] of Object.entries(expected)) {
     if (want === undefined) continue;
     const got = (actual as Record<string, unknown>)[k];
-    if (got !== want) diffs.push(`${k} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+    // Canonical JSON, not ===: fields such as ropeScaling are objects.
+    if (canonicalJson(got) !== canonicalJson(want)) diffs.push(`${k} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
   }
   return diffs.length > 0 ? `model config differs: ${diffs.join(', ')}` : null;
 }
