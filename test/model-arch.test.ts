@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { paramLayout, parseModelConfig, Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { Rng } from '../src/core/rng.ts';
 import { allBackends, allBackendsByThreads } from './helpers/backends.ts';
+import { objective, randomBatch } from './helpers/model-objective.ts';
 
 const BASE = { vocabSize: 11, contextLength: 8, nLayer: 2, nHead: 4, nEmbd: 8, initStd: 0.3 } satisfies ModelConfigInput;
 
@@ -19,28 +20,6 @@ const VARIANTS: { name: string; cfg: Partial<ModelConfigInput> }[] = [
   { name: 'swiglu with every bias, layernorm, learned positions, GQA', cfg: { nKvHead: 2, mlp: 'swiglu', intermediateSize: 6 } },
   { name: 'gelu, headDim 3 (odd, learned positions), untied, q/k norms', cfg: { headDim: 3, nKvHead: 2, tiedEmbeddings: false, qkNorm: true, mlpBias: false } },
 ];
-
-function randomBatch(rng: Rng, B: number, T: number, V: number, withMask: boolean) {
-  const tokens = Int32Array.from({ length: B * T }, () => rng.int(V));
-  const targets = Int32Array.from({ length: B * T }, (_, i) => (i % T === T - 1 && i > T ? -1 : rng.int(V)));
-  let masks: Uint8Array | null = null;
-  if (withMask) {
-    masks = new Uint8Array(B * T * V);
-    for (let n = 0; n < B * T; n++) {
-      for (let v = 0; v < V; v++) masks[n * V + v] = rng.next() < 0.6 ? 1 : 0;
-      if (targets[n]! >= 0) masks[n * V + targets[n]!] = 1;
-    }
-  }
-  return { B, T, tokens, targets, masks };
-}
-
-/** Scalar objective L = Σ r·logp + s·entropy, in float64 from the model's float32 outputs. */
-function objective(m: Transformer, batch: ReturnType<typeof randomBatch>, temp: number, r: Float32Array, s: Float32Array): number {
-  const out = m.forward({ ...batch, temperature: temp });
-  let L = 0;
-  for (let i = 0; i < r.length; i++) L += r[i]! * out.logprobs[i]! + s[i]! * out.entropy[i]!;
-  return L;
-}
 
 /** Random non-trivial gains and biases, so a gradient that ignores one (e.g. a q-norm gain) is caught. */
 function perturbVectors(m: Transformer, rng: Rng): void {

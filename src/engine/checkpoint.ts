@@ -146,7 +146,7 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint, opts: SaveOp
   try {
     await writeCheckpointFiles(tmp, ckpt);
     await step('written');
-    if (await exists(dir)) {
+    if (await pathExists(dir)) {
       await rename(dir, aside);
       movedAside = true;
       await fsyncDir(parent);
@@ -161,7 +161,7 @@ export async function saveCheckpoint(dir: string, ckpt: Checkpoint, opts: SaveOp
     // An injected crash models a dead process: leave everything as it is (later saves clean up).
     if (e instanceof InjectedCrash) throw e.error;
     // A real failure: put things back as they were, then report it.
-    if (movedAside && !(await exists(dir))) await rename(aside, dir).catch(() => undefined);
+    if (movedAside && !(await pathExists(dir))) await rename(aside, dir).catch(() => undefined);
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     throw new Error(`saveCheckpoint ${dir}: ${(e as Error).message}`, { cause: e });
   }
@@ -190,7 +190,7 @@ export async function loadCheckpoint(dir: string, opts: LoadOptions = {}): Promi
 }
 
 async function loadOnce(dir: string, opts: LoadOptions): Promise<LoadedCheckpoint> {
-  if (await exists(dir)) return { ...(await readCheckpointDir(dir, dir, opts)), path: dir, recovered: false };
+  if (await pathExists(dir)) return { ...(await readCheckpointDir(dir, dir, opts)), path: dir, recovered: false };
   const asides = await asideCopies(dir);
   if (asides.length === 0) {
     throw new Error(`checkpoint ${dir}: directory does not exist (and no ${basename(dir)}.old-* copy of an interrupted save was found)`);
@@ -218,7 +218,7 @@ export async function listCheckpoints(checkpointsDir: string): Promise<{ step: n
   const steps = new Set<number>();
   for (const name of names) {
     const m = /^step-(\d+)(\.old-\d+-[0-9a-f]+)?$/.exec(name);
-    if (m && (await exists(join(checkpointsDir, name, MANIFEST_FILE)))) steps.add(Number(m[1]));
+    if (m && (await pathExists(join(checkpointsDir, name, MANIFEST_FILE)))) steps.add(Number(m[1]));
   }
   return [...steps].sort((a, b) => a - b).map((step) => ({ step, path: checkpointPath(checkpointsDir, step) }));
 }
@@ -321,7 +321,7 @@ async function readCheckpointDir(path: string, name: string, opts: LoadOptions):
   try {
     manifestText = await readFile(join(path, MANIFEST_FILE), 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && (await exists(path))) fail(`${MANIFEST_FILE} is missing (the checkpoint was not completely written)`);
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && (await pathExists(path))) fail(`${MANIFEST_FILE} is missing (the checkpoint was not completely written)`);
     throw e;
   }
   let raw: unknown;
@@ -351,7 +351,7 @@ async function readCheckpointDir(path: string, name: string, opts: LoadOptions):
     try {
       buf = await readFile(join(path, file));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && (await exists(path))) fail(`${file} is missing`);
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && (await pathExists(path))) fail(`${file} is missing`);
       throw e;
     }
     if (buf.length < entry.bytes) fail(`${file} is truncated (manifest says ${entry.bytes} bytes, file has ${buf.length})`);
@@ -519,7 +519,8 @@ function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (ENOENT → false; other errors, e.g. permissions, are thrown). */
+export async function pathExists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

@@ -25,7 +25,7 @@ import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { ArchConfig, HfDType, HfTensor, HfTensors } from './arch.ts';
-import { fsyncDir } from './checkpoint.ts';
+import { fsyncDir, pathExists } from './checkpoint.ts';
 import { archToHfConfig, parseHfConfig } from './hf-config.ts';
 import { nonFiniteAt, numel, readSafetensorsFileAsF32, readSafetensorsFileHeader, writeSafetensorsFileAs } from './safetensors.ts';
 
@@ -164,7 +164,7 @@ export async function readHfModelDir(dir: string): Promise<HfModelDir> {
 
   const genPath = join(dir, HF_GENERATION_CONFIG_FILE);
   let generationConfig: Record<string, unknown> | undefined;
-  if (await exists(genPath)) {
+  if (await pathExists(genPath)) {
     const g = await readJson(genPath, '');
     if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new Error(`${genPath}: is not a JSON object`);
     generationConfig = g as Record<string, unknown>;
@@ -201,7 +201,7 @@ export async function writeHfModelDir(dir: string, arch: ArchConfig, tensors: Hf
 
   const tokenizerFiles: string[] = [];
   if (opts.tokenizerFrom !== undefined) {
-    for (const f of HF_TOKENIZER_FILES) if (await exists(join(opts.tokenizerFrom, f))) tokenizerFiles.push(f);
+    for (const f of HF_TOKENIZER_FILES) if (await pathExists(join(opts.tokenizerFrom, f))) tokenizerFiles.push(f);
     if (!tokenizerFiles.includes('tokenizer.json')) throw new Error(`${who}: tokenizerFrom ${opts.tokenizerFrom} has no tokenizer.json`);
   }
   const existing = await dirState(dir, who);
@@ -254,7 +254,7 @@ export async function writeHfModelDir(dir: string, arch: ArchConfig, tensors: Hf
     await rename(tmp, dir);
     await fsyncDir(parent);
   } catch (e) {
-    if (movedAside && !(await exists(dir))) await rename(aside, dir).catch(() => undefined);
+    if (movedAside && !(await pathExists(dir))) await rename(aside, dir).catch(() => undefined);
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     const msg = (e as Error).message;
     throw new Error(msg.startsWith(who) ? msg : `${who}: ${msg}`, { cause: e });
@@ -278,9 +278,9 @@ interface WeightFile {
 /** Headers of model.safetensors, or of every shard of the index (checked against the index both ways). */
 async function weightFileHeaders(dir: string): Promise<WeightFile[]> {
   const single = join(dir, HF_WEIGHTS_FILE);
-  if (await exists(single)) return [{ path: single, tensors: (await readSafetensorsFileHeader(single)).tensors }];
+  if (await pathExists(single)) return [{ path: single, tensors: (await readSafetensorsFileHeader(single)).tensors }];
   const indexPath = join(dir, HF_INDEX_FILE);
-  if (!(await exists(indexPath))) {
+  if (!(await pathExists(indexPath))) {
     const bin = (await readdir(dir)).find((f) => /^pytorch_model.*\.bin$|\.pt$|\.pth$/.test(f));
     if (bin !== undefined) throw new Error(`${dir}: has ${bin} but no ${HF_WEIGHTS_FILE}; only safetensors weights are supported (convert with transformers: model.save_pretrained(dir, safe_serialization=True))`);
     throw new Error(`${dir}: has neither ${HF_WEIGHTS_FILE} nor ${HF_INDEX_FILE} (no weights)`);
@@ -298,7 +298,7 @@ async function weightFileHeaders(dir: string): Promise<WeightFile[]> {
     if (shard === '' || /[/\\]/.test(shard) || shard === '.' || shard === '..') throw new Error(`${indexPath}: weight_map names shard ${JSON.stringify(shard)}, which is not a file name in the model directory`);
   }
   for (const shard of shards) {
-    if (!(await exists(join(dir, shard)))) {
+    if (!(await pathExists(join(dir, shard)))) {
       const users = names.filter((n) => weightMap[n] === shard);
       throw new Error(`${indexPath}: shard ${shard} does not exist in ${dir} (the index maps ${users.length} tensor(s) to it, e.g. '${users[0]}'); the download is incomplete`);
     }
@@ -423,16 +423,6 @@ async function readJson(path: string, missingMessage: string): Promise<unknown> 
     return JSON.parse(text);
   } catch (e) {
     throw new Error(`${path}: is not valid JSON (${(e as Error).message})`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
   }
 }
 
