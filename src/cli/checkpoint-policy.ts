@@ -6,6 +6,7 @@
 import { defaultBackend } from '../engine/backends.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { Transformer } from '../engine/model.ts';
+import { engineTokenizer } from '../engine/load-model.ts';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { parseRunConfig, type RunConfig } from '../run/run-config.ts';
 
@@ -30,5 +31,7 @@ export async function loadCheckpointPolicy(dir: string, o: { whyTokenizer: strin
   if (wrong) throw new Error(wrong);
   const model = new Transformer(trainer.model.config, trainer.model.backend, 0);
   model.params.set(trainer.model.params);
-  return { run, engine: new BuiltinEngine(model, tokenizer, { maxBatch: o.maxBatch, seed: o.seed }), step: checkpoint.step };
+  // A pretrained model's embedding may have more rows than its tokenizer has tokens (Qwen2.5 pads 151,665 to 151,936).
+  const engineTok = engineTokenizer({ tokenizer, model, path: dir });
+  return { run, engine: new BuiltinEngine(model, engineTok, { maxBatch: o.maxBatch, seed: o.seed }), step: checkpoint.step };
 }

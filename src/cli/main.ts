@@ -7,6 +7,8 @@ import { registerSynth } from './synth.ts';
 import { registerEvalSearch } from './eval-search.ts';
 import { registerIndexCommands } from './index-build.ts';
 import { registerServeCommands } from './serve.ts';
+import { registerGenerate } from './generate.ts';
+import { registerExport } from './export.ts';
 import { createRequire } from 'node:module';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -35,8 +37,9 @@ program
   .option('--out <dir>', 'run directory (default runs/<config name>)')
   .option('--set <key=value>', 'override a config field by its dotted path, e.g. --set trainer.steps=10 (repeatable)', collect, [])
   .option('--resume', 'continue from the run directory\'s checkpoint (the config must be unchanged)')
-  .action(async (config: string, o: { out?: string; set: string[]; resume?: boolean }) => {
-    await runTrainCommand(config, { out: o.out, set: o.set, resume: !!o.resume });
+  .option('--model <path>', 'train a pretrained model (a Hugging Face directory or a .gguf file) with its own tokenizer: sets model to { path } before --set (e.g. --set model.lora.rank=8)')
+  .action(async (config: string, o: { out?: string; set: string[]; resume?: boolean; model?: string }) => {
+    await runTrainCommand(config, { out: o.out, set: o.set, resume: !!o.resume, model: o.model });
   });
 
 program
@@ -72,6 +75,8 @@ registerSynth(program);
 
 registerIndexCommands(program);
 registerServeCommands(program);
+registerGenerate(program);
+registerExport(program);
 
 if (process.argv.length <= 2) {
   program.outputHelp();
