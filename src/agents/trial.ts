@@ -12,9 +12,9 @@ import { z } from 'zod';
 import type { EpisodeRecord, Sample, StepRecord, Trajectory } from '../core/types.ts';
 import type { RolloutWorkflow } from '../core/workflow.ts';
 import { appendCompletion, appendContext, emptySeq, TokenSource } from '../core/types.ts';
-import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
+import type { InferenceEngine, TokenConstraint, Tokenizer } from '../engine/types.ts';
 import type { TextEnv } from '../envs/types.ts';
-import { slotConstraint, taggedTextConstraint, tokenIds } from './constraints.ts';
+import { grammarConstraint, grammarMaxTokens, slotConstraint, taggedTextConstraint, tokenIds, type GrammarPiece } from './constraints.ts';
 
 export const TrialConfigSchema = z.object({
   /** Episodes per trial (K). */
@@ -41,7 +41,7 @@ export const TrialConfigSchema = z.object({
   /** Words the (small) model may use inside a remark, in addition to the env's action words. */
   remarkWords: z.array(z.string()).default(['good', 'bad', 'try', 'avoid']),
   temperature: z.number().positive().default(1),
-  /** Hold the model to the action/remark tag grammar with token masks (for small models). */
+  /** Hold the model to the action/remark tag grammar with token masks (for small models; any tokenizer: with a BPE one the masks follow its encodings of the well-formed answers). */
   constrained: z.boolean().default(true),
   /** Put the env's rules text at the top of every prompt ('none' for tiny built-in models, which learn the game by RL, not by reading). */
   rules: z.enum(['full', 'none']).default('full'),
@@ -90,11 +90,83 @@ export interface TrialLog {
 interface Move { obs: string; action: string }
 
 /**
- * Token slots of `<action> … </action>`: slot i allows every token that some action of the env's
- * action space has at position i (so illegal-but-well-formed actions stay possible and are penalised).
+ * How one model call is held to its tag grammar: the token constraint (none when unconstrained),
+ * the token budget and what stops the generation.
+ */
+interface CallGrammar {
+  constraint: TokenConstraint | undefined;
+  maxTokens: number;
+  /** Single-token closing tag (word tokenizers). */
+  stopIds: number[];
+  /** Closing tag as text (tokenizers that spell it in several tokens, e.g. BPE). */
+  stop: string[];
+}
+
+/** The env's actions now and in its full action space (illegal-but-well-formed actions stay possible and are penalised). */
+function actionChoices(env: TextEnv): string[] {
+  return [...new Set(env.legalActions().concat(actionSpace(env)))];
+}
+
+/**
+ * `<action> … </action>`. With a word tokenizer (both tags single tokens) the slots of
+ * `actionSlots`, as always. With a tokenizer that spells the tags in several tokens (the BPE of a
+ * pretrained model), constrained decoding walks the tokenizer's own encodings of the whole strings
+ * `<action> A </action>` (src/agents/constraints.ts `grammarConstraint`): every completion is a
+ * well-formed action of the env and every token keeps the id it was sampled with; unconstrained,
+ * the model writes freely until the text `</action>` (or twice the longest well-formed answer) and
+ * the env parses what it wrote, a malformed turn being observed and penalised as with any tokenizer.
+ */
+function actionGrammar(env: TextEnv, tok: Tokenizer, constrained: boolean): CallGrammar {
+  const close = tok.tokenId('</action>');
+  if (tok.tokenId('<action>') !== undefined && close !== undefined) {
+    const slots = actionSlots(env, tok);
+    return { constraint: constrained ? slotConstraint(tok, slots) : undefined, maxTokens: constrained ? slots.length : 16, stopIds: [close], stop: [] };
+  }
+  return multiTokenGrammar(tok, [{ options: actionChoices(env).map((a) => `<action> ${a} </action>`) }], constrained, '</action>');
+}
+
+/**
+ * Grammars of multi-token tags, one per tokenizer and grammar: the constraint's masks (one array of
+ * the vocabulary's size per grammar position) are then shared by every call and every stored
+ * sample, not allocated per call — with a 150k-token vocabulary that is the difference between a
+ * few megabytes and gigabytes per batch.
+ */
+const multiTokenGrammars = new WeakMap<Tokenizer, Map<string, CallGrammar>>();
+
+function multiTokenGrammar(tok: Tokenizer, pieces: GrammarPiece[], constrained: boolean, close: string): CallGrammar {
+  let byKey = multiTokenGrammars.get(tok);
+  if (!byKey) multiTokenGrammars.set(tok, (byKey = new Map()));
+  const key = JSON.stringify([pieces, constrained]);
+  let g = byKey.get(key);
+  if (!g) {
+    const longest = grammarMaxTokens(tok, pieces);
+    g = { constraint: constrained ? grammarConstraint(tok, pieces) : undefined, maxTokens: constrained ? longest : Math.max(16, 2 * longest), stopIds: [], stop: [close] };
+    byKey.set(key, g);
+  }
+  return g;
+}
+
+/** `<remark> w1 … wn </remark>` with n ≤ maxRemarkWords words of `words`; as `actionGrammar`, per tokenizer. */
+function remarkGrammar(tok: Tokenizer, words: readonly string[], cfg: TrialConfig): CallGrammar {
+  const close = tok.tokenId('</remark>');
+  if (tok.tokenId('<remark>') !== undefined && close !== undefined) {
+    const known = words.filter((w) => tok.tokenId(w) !== undefined);
+    return { constraint: cfg.constrained ? taggedTextConstraint(tok, '<remark>', '</remark>', known, cfg.maxRemarkWords) : undefined, maxTokens: cfg.maxRemarkWords + 2, stopIds: [close], stop: [] };
+  }
+  const pieces: GrammarPiece[] = [
+    { options: ['<remark>'] },
+    ...(words.length > 0 ? [{ options: words.map((w) => ` ${w}`), min: 0, max: cfg.maxRemarkWords }] : []),
+    { options: [' </remark>'] },
+  ];
+  return multiTokenGrammar(tok, pieces, cfg.constrained, '</remark>');
+}
+
+/**
+ * Token slots of `<action> … </action>` for a word tokenizer: slot i allows every token that some
+ * action of the env's action space has at position i.
  */
 function actionSlots(env: TextEnv, tok: Tokenizer): number[][] {
-  const acts = [...new Set(env.legalActions().concat(actionSpace(env)))].map((a) => tok.encode(a));
+  const acts = actionChoices(env).map((a) => tok.encode(a));
   const maxLen = Math.max(...acts.map((a) => a.length));
   const slots: number[][] = [tokenIds(tok, ['<action>'])];
   for (let i = 0; i < maxLen; i++) slots.push([...new Set(acts.filter((a) => a.length > i).map((a) => a[i]!))]);
@@ -122,17 +194,18 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   const episodes: EpisodeRecord[] = [];
   const info: TrialLog = { seed: opts.seed, reflections: [], truncatedPrompts: 0 };
   const past: PastEpisode[] = [];
-  const closeAction = tok.tokenId('</action>'), closeRemark = tok.tokenId('</remark>');
 
-  const call = async (prompt: string, constraint: ReturnType<typeof slotConstraint> | undefined, maxTokens: number, stopId: number | undefined) => {
+  const call = async (prompt: string, g: CallGrammar) => {
     let ids = tok.encode(prompt);
-    const room = engine.contextLength === undefined ? Infinity : engine.contextLength - maxTokens;
+    const room = engine.contextLength === undefined ? Infinity : engine.contextLength - g.maxTokens;
     if (ids.length > room) {
       // Keep the most recent context: the current episode sits at the end of the prompt.
       ids = ids.slice(ids.length - room);
       info.truncatedPrompts++;
     }
-    const completion = await engine.generate(ids, { maxTokens, temperature: cfg.temperature, constraint, stopIds: stopId === undefined ? [] : [stopId], signal: opts.signal });
+    const completion = await engine.generate(ids, {
+      maxTokens: g.maxTokens, temperature: cfg.temperature, constraint: g.constraint, stopIds: g.stopIds, ...(g.stop.length > 0 ? { stop: g.stop } : {}), signal: opts.signal,
+    });
     const seq = emptySeq();
     appendContext(seq, ids, TokenSource.prompt);
     appendCompletion(seq, completion);
@@ -149,9 +222,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
       const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${k + 1} of ${cfg.episodes}`;
       const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs} ->`].filter(Boolean).join(' ');
-      const slots = actionSlots(env, tok);
-      const constraint = cfg.constrained ? slotConstraint(tok, slots) : undefined;
-      const { seq, completion } = await call(prompt, constraint, cfg.constrained ? slots.length : 16, closeAction);
+      const { seq, completion } = await call(prompt, actionGrammar(env, tok, cfg.constrained));
       const r = env.step(completion.text);
       const anchor = cfg.anchor === 'prompt' ? prompt : obs;
       const step: StepRecord = { kind: 'play', episode: k, turn, valid: r.valid, length: completion.ids.length, lastOfEpisode: false };
@@ -169,9 +240,8 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
     if (!last && cfg.reflect) {
       const prompt = [cfg.rules === 'full' ? env.rules() : '', `| reflect ep ${k + 1}`, renderMoves(moves, cfg.historyWindow, cfg.obsWindow), `result ${won ? 'won' : 'lost'} | remark :`].filter(Boolean).join(' ');
-      const words = [...new Set([...cfg.remarkWords, ...actionWords(env)])].filter((w) => tok.tokenId(w) !== undefined);
-      const constraint = cfg.constrained ? taggedTextConstraint(tok, '<remark>', '</remark>', words, cfg.maxRemarkWords) : undefined;
-      const { seq, completion } = await call(prompt, constraint, cfg.maxRemarkWords + 2, closeRemark);
+      const words = [...new Set([...cfg.remarkWords, ...actionWords(env)])];
+      const { seq, completion } = await call(prompt, remarkGrammar(tok, words, cfg));
       const remark = extractRemark(completion.text);
       ep.remark = remark ?? '';
       info.reflections.push(remark ?? '');

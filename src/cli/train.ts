@@ -1,13 +1,15 @@
 /**
  * `agentrl train CONFIG`: train any built-in task from a YAML/JSON config into a run directory, with a
- * progress bar on a TTY and plain lines otherwise. `--resume` continues a killed run.
+ * progress bar on a TTY and plain lines otherwise. `--resume` continues a killed run. `--model DIR`
+ * trains a pretrained model (a Hugging Face directory or a .gguf file) in place of the config's
+ * built-in one: `model` becomes `{ path: DIR }`, then `--set` applies (e.g. `--set model.lora.rank=8`).
  */
 import { basename, extname, join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { readConfigFile } from './config-file.ts';
 import { trainRun, type TrainRunResult } from '../run/run.ts';
 import { trainPopulationRun } from '../run/population-run.ts';
-import { parseRunConfig } from '../run/run-config.ts';
+import { applyOverrides, isPathModel, parseRunConfig, withModelPath } from '../run/run-config.ts';
 import { evalTable } from '../eval/trials.ts';
 import type { StepMetrics } from '../train/trainer.ts';
 
@@ -15,10 +17,13 @@ export interface TrainCliOptions {
   out?: string;
   set: string[];
   resume: boolean;
+  /** Train this pretrained model (HF directory or .gguf) instead of the config's model. */
+  model?: string;
 }
 
 export async function runTrainCommand(configPath: string, o: TrainCliOptions): Promise<TrainRunResult | null> {
-  const raw = readConfigFile(configPath, o.set);
+  const file = readConfigFile(configPath);
+  const raw = applyOverrides(o.model !== undefined ? withModelPath(file, o.model) : file, o.set);
   const cfg = parseRunConfig(raw);
   const out = o.out ?? join('runs', basename(configPath, extname(configPath)));
   if (cfg.population) {
@@ -28,7 +33,8 @@ export async function runTrainCommand(configPath: string, o: TrainCliOptions): P
   const total = cfg.trainer.steps;
   const tty = process.stdout.isTTY === true;
   const bar = tty ? new cliProgress.SingleBar({ format: 'training |{bar}| {value}/{total} steps | ETA {eta_formatted} | reward {reward} | by episode {eps} | {tps} tok/s', hideCursor: true }, cliProgress.Presets.shades_classic) : null;
-  console.log(`agentrl train ${configPath} → ${out} (${cfg.task}, ${total} steps of ${cfg.trainer.batchSize} groups × ${cfg.trainer.groupSize}, η = ${cfg.trainer.maxStaleness})`);
+  const model = isPathModel(cfg.model) ? `, model ${cfg.model.path}${cfg.model.lora ? ` with LoRA rank ${cfg.model.lora.rank}` : ''}` : '';
+  console.log(`agentrl train ${configPath} → ${out} (${cfg.task}${model}, ${total} steps of ${cfg.trainer.batchSize} groups × ${cfg.trainer.groupSize}, η = ${cfg.trainer.maxStaleness})`);
   let started = false;
   const onStep = (m: StepMetrics) => {
     const eps = m.episodeReward.map((x) => x.toFixed(2)).join('/') || '-';

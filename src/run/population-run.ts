@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { evaluatePolicy, evalTable, type EvalReport } from '../eval/trials.ts';
 import { envFactory } from '../train/meta-setup.ts';
 import { loadPopulation, Population, type PopulationConfigInput } from '../train/population.ts';
-import { parseRunConfig, type RunConfig } from './run-config.ts';
+import { builtinModelOf, parseRunConfig, type RunConfig } from './run-config.ts';
 import { metricsLine } from './run.ts';
 
 /** The population config a run config describes: rounds = trainer.steps, one iteration per member per round. */
@@ -19,7 +19,7 @@ export function populationConfigOf(cfg: RunConfig): PopulationConfigInput {
   const t = cfg.trainer;
   if (t.maxStaleness !== 0) throw new Error('population training runs synchronously (trainer.maxStaleness 0): each member trains one step per round');
   return {
-    env: cfg.task, envOptions: cfg.envOptions, size: p.size, seed: cfg.seed, model: cfg.model, optimizer: cfg.optimizer,
+    env: cfg.task, envOptions: cfg.envOptions, size: p.size, seed: cfg.seed, model: builtinModelOf(cfg), optimizer: cfg.optimizer,
     opponents: cfg.opponents,
     meta: { groups: t.batchSize, groupSize: t.groupSize, trial: cfg.trial, credit: t.credit, advantage: t.advantage, loss: t.loss, minibatches: t.minibatches },
     hyper: p.hyper, league: p.league, pbt: p.pbt, maxBatch: cfg.maxBatch,

@@ -2,9 +2,18 @@
  * The config of one `agentrl train` run (YAML or JSON), validated at the boundary. Every section
  * reuses the schema of the module it configures: the trial (agents/trial.ts), the toy tool agent,
  * the training loop with its credit/advantage/loss stages (train/trainer.ts), the population.
+ *
+ * The model is either the built-in shape (`model: { contextLength, nLayer, nHead, nEmbd, … }`, trained
+ * from scratch with a word tokenizer) or a pretrained model on disk (`model: { path, contextLength?,
+ * lora? }`: a Hugging Face directory or a .gguf file, with its own tokenizer; `agentrl train
+ * --model DIR` sets it). Whether the path exists is checked when the run loads it (src/run/run.ts),
+ * not here: a finished run's config must still parse where the directory is gone (evaluation
+ * reads everything from the checkpoint).
  */
 import { z } from 'zod';
-import { formatZodIssues } from '../core/config-errors.ts';
+import { closestKey, formatZodIssues, schemaKeysAt } from '../core/config-errors.ts';
+import { ModelConfigSchema } from '../engine/model.ts';
+import { LoraConfigSchema } from '../train/lora.ts';
 import { TrialConfigSchema } from '../agents/trial.ts';
 import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
 import { TrainerConfigSchema } from '../train/trainer.ts';
@@ -26,6 +35,73 @@ export const ModelShapeSchema = z
     nEmbd: z.number().int().min(2),
   })
   .passthrough();
+export type BuiltinModelSection = z.output<typeof ModelShapeSchema>;
+
+/** A pretrained model on disk: its shape, weights and tokenizer come from `path`. */
+export const PathModelSchema = z
+  .object({
+    /** A Hugging Face model directory (config.json, *.safetensors, tokenizer.json) or a .gguf file. */
+    path: z.string().min(1),
+    /** Tokens the model handles (prompt + completion); default min(the model's maximum, 4096). */
+    contextLength: z.number().int().min(2).optional(),
+    /** Train a LoRA adapter (src/train/lora.ts: rank, alpha, targetModules, seed) instead of every weight. */
+    lora: LoraConfigSchema.optional(),
+    /**
+     * Written by agentrl train into the run's config.json (with the absolute path and the context
+     * length used): the architecture read from `path`, so the checkpoint describes the model without
+     * the directory. A config that gives it must match the directory.
+     */
+    arch: z.record(z.unknown()).optional(),
+  })
+  .strict();
+export type PathModelSection = z.output<typeof PathModelSchema>;
+export type ModelSection = BuiltinModelSection | PathModelSection;
+
+export function isPathModel(m: ModelSection): m is PathModelSection {
+  return typeof (m as { path?: unknown }).path === 'string';
+}
+
+const hasPath = (x: unknown) => typeof x === 'object' && x !== null && !Array.isArray(x) && Object.hasOwn(x, 'path');
+
+/** Keys of the built-in model's shape: on a path model they are a mistake (its shape comes from the directory). */
+const BUILTIN_MODEL_KEYS = new Set(schemaKeysAt(ModelConfigSchema, []));
+const PATH_MODEL_KEYS = Object.keys(PathModelSchema.shape);
+
+/**
+ * `model`: a path model when it has a `path` key, else the built-in shape; each validated by its own
+ * schema, so errors name the field (`model.nEmbd: Required`, `model.lora.rank: …`) rather than
+ * "Invalid input" of a union. The union inside only tells the config-error formatter the keys of
+ * nested sections (`model.lora.rnak` → 'rank').
+ */
+const ModelSectionSchema = z.union([PathModelSchema, ModelShapeSchema, z.any()]).transform((x, ctx): ModelSection => {
+  const custom = (path: (string | number)[], message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path, message });
+  if (!hasPath(x)) {
+    if (typeof x === 'object' && x !== null && Object.hasOwn(x, 'lora')) {
+      custom(['lora'], 'LoRA adapts a pretrained model: set model.path (a Hugging Face directory or .gguf file), or remove lora to train the built-in model in full');
+      return z.NEVER;
+    }
+    const r = ModelShapeSchema.safeParse(x);
+    if (r.success) return r.data;
+    for (const i of r.error.issues) ctx.addIssue(i);
+    return z.NEVER;
+  }
+  const r = PathModelSchema.safeParse(x);
+  if (r.success) return r.data;
+  for (const i of r.error.issues) {
+    if (i.code !== z.ZodIssueCode.unrecognized_keys || i.path.length > 0) {
+      ctx.addIssue(i);
+      continue;
+    }
+    for (const key of i.keys) {
+      if (BUILTIN_MODEL_KEYS.has(key)) custom([key], `a pretrained model's shape comes from model.path; remove ${key} (a path model takes ${PATH_MODEL_KEYS.join(', ')})`);
+      else {
+        const near = closestKey(key, PATH_MODEL_KEYS);
+        custom([key], `unknown key${near !== undefined ? ` (did you mean '${near}'?)` : ` (a path model takes ${PATH_MODEL_KEYS.join(', ')})`}`);
+      }
+    }
+  }
+  return z.NEVER;
+});
 
 export const EvalSectionSchema = z
   .object({
@@ -54,7 +130,8 @@ export const RunConfigSchema = z
     toolAgent: ToyToolAgentConfigSchema.default({}),
     /** The search agent's task (task: search): knowledge base, agent, SFT warm start, evaluation. */
     search: SearchTaskSchema.optional(),
-    model: ModelShapeSchema,
+    /** The built-in model's shape, or a pretrained model `{ path, contextLength?, lora? }`. */
+    model: ModelSectionSchema,
     /** AdamW settings (src/train/builtin-trainer.ts). */
     optimizer: z.record(z.unknown()).default({}),
     seed: z.number().int().min(0).default(0),
@@ -80,6 +157,10 @@ export const RunConfigSchema = z
     if (c.task === 'search' && c.trainer.credit.kind !== 'outcome') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the search agent's sequences share their trajectory's reward: use credit kind 'outcome'" });
     if (c.population && c.task === 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not search' });
     if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
+    if (isPathModel(c.model)) {
+      if (c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model', 'path'], message: "the toy tool agent speaks in raw token ids (toolAgent.vocabSize), not text: it trains the built-in model only; remove model.path or pick a text task" });
+      if (c.population) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model', 'path'], message: 'population training builds its learners from the built-in model shape; a pretrained model (model.path) is not supported there yet' });
+    }
   });
 export type RunConfig = z.output<typeof RunConfigSchema>;
 
@@ -97,6 +178,24 @@ export function parseRunConfig(input: unknown): RunConfig {
   const r = RunConfigSchema.safeParse(input);
   if (!r.success) throw new Error(`invalid run config:\n${formatZodIssues(r.error, { schema: RunConfigSchema }).map((l) => `  ${l}`).join('\n')}`);
   return r.data;
+}
+
+/** The built-in model shape of a config, for code that trains built-in models only (population training). */
+export function builtinModelOf(cfg: RunConfig): BuiltinModelSection {
+  if (isPathModel(cfg.model)) throw new Error(`model.path: this kind of run trains the built-in model only (got path ${cfg.model.path})`);
+  return cfg.model;
+}
+
+/**
+ * `agentrl train --model DIR`: the raw config with `model` replaced by `{ path: DIR }`. A path
+ * model's other settings (contextLength, lora) are kept; a built-in shape is dropped whole (its
+ * contextLength was chosen for a word tokenizer). Apply `--set` after this, so
+ * `--set model.lora.rank=8` adds to the path model.
+ */
+export function withModelPath(raw: Record<string, unknown>, path: string): Record<string, unknown> {
+  const old = raw.model;
+  const keep = hasPath(old) ? Object.fromEntries(Object.entries(old as Record<string, unknown>).filter(([k]) => k !== 'path' && k !== 'arch')) : {};
+  return { ...raw, model: { ...keep, path } };
 }
 
 /**

@@ -13,9 +13,17 @@
  * is saved. With η > 0 the groups admitted but not yet trained on at the checkpoint (running, or
  * finished and waiting) are not saved: the resumed run draws the next items instead, so it
  * continues correctly but not bit-exactly, and that in-flight work is lost.
+ *
+ * A pretrained model (`model: { path }`) is loaded once, before the task is wired: the trial and
+ * search tasks then speak the model's own tokenizer (prompts encoded by it, every trained token
+ * the id it was sampled with), the trainer starts from its weights (through a LoRA adapter when
+ * `model.lora` is set), and config.json holds the model as resolved — absolute path, context length
+ * and architecture — as does the checkpoint, whose manifest also has the complete model config and
+ * the tokenizer, so evaluation needs no directory. Resuming reloads the directory for the shape and
+ * tokenizer and takes every weight (LoRA base and adapter included) from the checkpoint.
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Trajectory } from '../core/types.ts';
 import type { RolloutWorkflow } from '../core/workflow.ts';
 import { mixSeed } from '../envs/rng.ts';
@@ -26,20 +34,22 @@ import { defaultBackend } from '../engine/backends.ts';
 import { loadNativeBackend } from '../engine/native.ts';
 import { availableParallelism } from 'node:os';
 import type { Backend } from '../engine/backend.ts';
-import type { SerializableTokenizer, WordTokenizer } from '../engine/tokenizer.ts';
+import type { SerializableTokenizer } from '../engine/tokenizer.ts';
+import { engineTokenizer, loadModel, type LoadedModel } from '../engine/load-model.ts';
 import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
 import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
 import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
 import { lineChartSvg } from '../eval/plot.ts';
 import { BuiltinTrainer } from '../train/builtin-trainer.ts';
-import { buildMetaSetup, envFactory } from '../train/meta-setup.ts';
+import { buildMetaSetup, envFactory, policyFromModel, type PretrainedPolicy } from '../train/meta-setup.ts';
+import { loraTargets } from '../train/lora.ts';
 import { exportState, importState, InProcessTrainer, type PolicyTrainer } from '../train/policy-trainer.ts';
 import { WorkerTrainer } from '../train/worker-trainer.ts';
 import { collectRollouts } from '../train/rollout-controller.ts';
 import { Trainer, type StepMetrics } from '../train/trainer.ts';
 import { trialSource } from '../train/trial-source.ts';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
-import { parseRunConfig, type RunConfig } from './run-config.ts';
+import { builtinModelOf, isPathModel, parseRunConfig, type PathModelSection, type RunConfig } from './run-config.ts';
 import { evaluateSearchPolicy, heldoutQuestions, SearchTaskSchema, searchTokenizer, searchTools, searchWorlds, sftWarmStart, trainQuestions, type SearchEvalSection, type SearchTask } from './search-task.ts';
 import { searchWorkflow } from '../agents/search/workflow.ts';
 import type { SearchItem } from '../agents/search/config.ts';
@@ -83,12 +93,47 @@ function maxBatchOf(cfg: RunConfig): number {
   return cfg.maxBatch ?? Math.max(cfg.trainer.maxConcurrent, cfg.trainer.batchSize * cfg.trainer.groupSize);
 }
 
-function trialParts(cfg: RunConfig, backend: Backend): TaskParts<TrialItem> {
+/**
+ * Load a run's pretrained model (`model.path`): the model and tokenizer the task wires in, and the
+ * model section as resolved (absolute path, the context length used, the architecture). Errors
+ * read as config errors naming the field.
+ */
+export async function loadRunModel(m: PathModelSection, backend: Backend): Promise<{ pretrained: PretrainedPolicy; resolved: PathModelSection }> {
+  const bad = (field: string, msg: string) => new Error(`invalid run config:\n  model.${field}: ${msg}`);
+  const path = resolve(m.path);
+  if (!existsSync(path)) throw bad('path', `${path} does not exist (give a Hugging Face model directory, the one holding config.json, or a .gguf file)`);
+  let loaded: LoadedModel;
+  try {
+    // The tasks render their own plain-text prompts: the chat template is not used (nor checked).
+    loaded = await loadModel(path, backend, { contextLength: m.contextLength, chatTemplate: false });
+  } catch (e) {
+    throw bad('path', `cannot load ${path}: ${(e as Error).message}`);
+  }
+  const arch = { ...loaded.arch };
+  if (m.arch && canonicalJson(m.arch) !== canonicalJson(arch)) {
+    const field = Object.keys({ ...m.arch, ...arch }).find((k) => canonicalJson(m.arch![k]) !== canonicalJson((arch as Record<string, unknown>)[k]));
+    throw bad('arch', `differs from the architecture of ${path} (${field}: ${JSON.stringify(m.arch[field!])} in the config, ${JSON.stringify((arch as Record<string, unknown>)[field!])} in the directory); remove model.arch, agentrl train fills it in`);
+  }
+  if (m.lora) {
+    try {
+      loraTargets(loaded.model.config, m.lora.targetModules);
+    } catch (e) {
+      throw new Error(`invalid run config:\n  model.${(e as Error).message} (${path} is ${loaded.arch.hfArchitecture})`);
+    }
+  }
+  // Models may pad their vocabulary past the tokenizer's ids; the engine needs the model's size.
+  const tok = engineTokenizer(loaded);
+  const tokenizer: SerializableTokenizer = tok === loaded.tokenizer ? loaded.tokenizer : { ...tok, toJSON: () => loaded.tokenizer.toJSON() };
+  const resolved: PathModelSection = { path, contextLength: loaded.model.config.contextLength, ...(m.lora ? { lora: m.lora } : {}), arch };
+  return { pretrained: { model: loaded.model, tokenizer, ...(m.lora ? { lora: m.lora } : {}) }, resolved };
+}
+
+function trialParts(cfg: RunConfig, backend: Backend, pretrained: PretrainedPolicy | null): TaskParts<TrialItem> {
   const evalOpponents = cfg.eval.opponents ?? [];
   const setup = buildMetaSetup({
     env: cfg.task, envOptions: cfg.envOptions,
     opponents: [...new Set([...cfg.opponents.map((o) => o.name), ...evalOpponents])],
-    model: cfg.model as Omit<ModelConfigInput, 'vocabSize'>, optimizer: cfg.optimizer as never, seed: cfg.seed,
+    ...(pretrained ? { pretrained } : { model: builtinModelOf(cfg) as Omit<ModelConfigInput, 'vocabSize'> }), optimizer: cfg.optimizer as never, seed: cfg.seed,
     maxBatch: maxBatchOf(cfg), backend, outcomeTokens: cfg.trial.pastEpisodes === 'outcome',
   });
   return {
@@ -101,7 +146,7 @@ function trialParts(cfg: RunConfig, backend: Backend): TaskParts<TrialItem> {
 
 function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
   const vocabSize = cfg.toolAgent.vocabSize;
-  const model = { ...(cfg.model as Omit<ModelConfigInput, 'vocabSize'>), vocabSize };
+  const model = { ...(builtinModelOf(cfg) as Omit<ModelConfigInput, 'vocabSize'>), vocabSize };
   const trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
   const engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), toyToolTokenizer(vocabSize), { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
   return {
@@ -118,22 +163,29 @@ function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
 
 interface SearchParts extends TaskParts<SearchItem> {
   task: SearchTask;
-  wordTokenizer: WordTokenizer;
+  tokenizer: SerializableTokenizer;
   tools: SearchTools & { close(): void };
   worlds: ReturnType<typeof searchWorlds>;
   evalItems: SearchItem[];
 }
 
-async function searchParts(cfg: RunConfig, backend: Backend, out: string): Promise<SearchParts> {
+async function searchParts(cfg: RunConfig, backend: Backend, out: string, pretrained: PretrainedPolicy | null): Promise<SearchParts> {
   const task = cfg.search ?? SearchTaskSchema.parse({});
   const worlds = searchWorlds(task);
-  const tokenizer = searchTokenizer(worlds, task.agent);
-  const model = { ...(cfg.model as Omit<ModelConfigInput, 'vocabSize'>), vocabSize: tokenizer.vocabSize };
-  const trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
-  const engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), tokenizer, { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
+  let tokenizer: SerializableTokenizer, trainer: BuiltinTrainer, engine: BuiltinEngine;
+  if (pretrained) {
+    // The agent's texts (prompts, tool replies, the oracle's demonstrations) in the model's own tokens.
+    tokenizer = pretrained.tokenizer;
+    ({ trainer, engine } = policyFromModel(pretrained.model, tokenizer, { optimizer: cfg.optimizer as never, seed: cfg.seed, maxBatch: maxBatchOf(cfg), lora: pretrained.lora }));
+  } else {
+    tokenizer = searchTokenizer(worlds, task.agent);
+    const model = { ...(builtinModelOf(cfg) as Omit<ModelConfigInput, 'vocabSize'>), vocabSize: tokenizer.vocabSize };
+    trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
+    engine = new BuiltinEngine(new Transformer(model, backend, cfg.seed), tokenizer, { maxBatch: maxBatchOf(cfg), seed: cfg.seed + 1 });
+  }
   const tools = await searchTools(task, worlds, out);
   return {
-    tokenizer, wordTokenizer: tokenizer, engine, trainer, task, tools, worlds,
+    tokenizer, engine, trainer, task, tools, worlds,
     workflow: searchWorkflow(engine, tools, task.agent),
     source: (start) => trainQuestions(worlds.train, mixSeed(cfg.seed, 0x5ea7), task.trainHops, start),
     modelConfig: trainer.model.config,
@@ -161,7 +213,7 @@ interface LoopState {
 
 /** Train a run described by `cfgIn` (a raw config object) into `o.out`. */
 export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<TrainRunResult> {
-  const cfg = parseRunConfig(cfgIn);
+  let cfg = parseRunConfig(cfgIn);
   if (cfg.population) throw new Error('trainRun: configs with a population section run through trainPopulationRun (agentrl train does this)');
   // Overlapped generation and training split the cores (as AReaL splits GPUs): each side gets half
   // (AGENTRL_THREADS, when set, is per side); synchronous runs give both phases every core in turn.
@@ -172,10 +224,16 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   const configPath = join(o.out, 'config.json');
   const metricsPath = join(o.out, 'metrics.jsonl');
   const ckDir = join(o.out, CHECKPOINT_DIR);
+  let pretrained: PretrainedPolicy | null = null;
+  if (isPathModel(cfg.model)) {
+    const run = await loadRunModel(cfg.model, backend);
+    pretrained = run.pretrained;
+    cfg = { ...cfg, model: run.resolved };
+  }
   const isSearch = cfg.task === 'search';
   const isTrial = cfg.task !== 'toy-tool' && !isSearch;
-  const search = isSearch ? await searchParts(cfg, backend, o.out) : null;
-  const parts = (search ?? (isTrial ? trialParts(cfg, backend) : toolParts(cfg, backend))) as TaskParts<unknown>;
+  const search = isSearch ? await searchParts(cfg, backend, o.out, pretrained) : null;
+  const parts = (search ?? (isTrial ? trialParts(cfg, backend, pretrained) : toolParts(cfg, backend))) as TaskParts<unknown>;
 
   let state: LoopState = { version: 0, admittedGroups: 0, steps: 0 };
   let untrained: EvalReport | null = null;
@@ -185,10 +243,9 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     const saved = JSON.parse(readFileSync(configPath, 'utf8')) as unknown;
     if (canonicalJson(parseRunConfig(saved)) !== canonicalJson(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
     const restored = await loadTrainerCheckpoint(ckDir, backend);
-    parts.trainer.model.params.set(restored.trainer.model.params);
-    parts.trainer.m.set(restored.trainer.m);
-    parts.trainer.v.set(restored.trainer.v);
-    parts.trainer.step = restored.trainer.step;
+    // Weights, moments, step and, with LoRA, the adapter and its frozen base (all from the checkpoint).
+    if (parts.trainer.lora && restored.trainer.lora) parts.trainer.lora.setBaseWeights(restored.trainer.lora.baseWeights());
+    importState(parts.trainer, exportState(restored.trainer));
     state = (restored.checkpoint.trainerState as { loop: LoopState }).loop;
     const before = join(o.out, UNTRAINED_FILE);
     if (existsSync(before)) ({ untrained, untrainedTool, untrainedSearch = null } = JSON.parse(readFileSync(before, 'utf8')) as { untrained: EvalReport | null; untrainedTool: number | null; untrainedSearch?: SearchEvalSection | null });
@@ -210,8 +267,11 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
       const allCores = o.backend ?? (process.env.AGENTRL_BACKEND === 'js' ? backend : (loadNativeBackend({ threads: Number(process.env.AGENTRL_THREADS) || availableParallelism() }) ?? backend));
       const sftModel = new Transformer(parts.trainer.model.config, allCores, cfg.seed);
       sftModel.params.set(parts.trainer.model.params);
-      const sft = await sftWarmStart(search.task, search.worlds, search.tools, search.wordTokenizer, sftModel, cfg.seed);
+      // A LoRA run warm-starts its adapter (same config, same frozen base); RL then continues it.
+      const lora = parts.trainer.lora;
+      const { adapter, ...sft } = await sftWarmStart(search.task, search.worlds, search.tools, search.tokenizer, sftModel, cfg.seed, lora ? { lora: lora.config } : {});
       parts.trainer.model.params.set(sftModel.params);
+      if (lora && adapter) lora.params.set(adapter);
       parts.engine.setWeights(parts.trainer.model.params, 0);
       const seconds = (performance.now() - t0) / 1000;
       writeFileSync(join(o.out, 'sft.json'), JSON.stringify({ ...sft, seconds }) + '\n');
@@ -229,7 +289,11 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   let policy: PolicyTrainer;
   let worker: WorkerTrainer | null = null;
   if (useWorker) {
-    worker = new WorkerTrainer({ model: parts.modelConfig, optimizer: cfg.optimizer as never, seed: cfg.seed, threads: sideThreads, initialState: exportState(parts.trainer) });
+    const lora = parts.trainer.lora;
+    worker = new WorkerTrainer({
+      model: parts.modelConfig, optimizer: cfg.optimizer as never, seed: cfg.seed, threads: sideThreads, initialState: exportState(parts.trainer),
+      ...(lora ? { lora: { config: lora.config, base: lora.baseWeights().map((b) => Float32Array.from(b)) } } : {}),
+    });
     await worker.ready();
     policy = worker;
   } else {

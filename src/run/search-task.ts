@@ -19,7 +19,7 @@ import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { ScriptedEngine } from '../engine/scripted-engine.ts';
 import { preTokenize, WordTokenizer } from '../engine/tokenizer.ts';
 import type { Backend } from '../engine/backend.ts';
-import type { InferenceEngine } from '../engine/types.ts';
+import type { InferenceEngine, Tokenizer } from '../engine/types.ts';
 import { SearchAgentConfigSchema, type SearchAgentConfig, type SearchItem } from '../agents/search/config.ts';
 import { kbOraclePolicy } from '../agents/search/kb-oracle.ts';
 import { errorInformation, pageInformation, promptText, searchInformation } from '../agents/search/render.ts';
@@ -28,6 +28,7 @@ import { Bm25Index, buildIndex } from '../tools/bm25-index.ts';
 import { RetrievalClient } from '../tools/retrieval-client.ts';
 import { chainQuestion, generateWorlds, kbVocabulary, worldDocs, type KbWorld } from '../synth/kb.ts';
 import { BuiltinTrainer, sftLoss } from '../train/builtin-trainer.ts';
+import { LoraAdapter, type LoraConfigInput } from '../train/lora.ts';
 import { collectRollouts } from '../train/rollout-controller.ts';
 import { evaluateSearchItems, type SearchSampleRecord } from '../eval/search-eval.ts';
 
@@ -147,17 +148,23 @@ export async function searchTools(t: SearchTask, worlds: SearchWorld, outDir: st
   return { search: index, access: index, close: () => index.close() };
 }
 
-/** SFT warm start: scripted demonstrations (demo world) through the same workflow, then `epochs` of NLL on their model tokens. */
+/**
+ * SFT warm start: scripted demonstrations (demo world) through the same workflow, then `epochs` of
+ * NLL on their model tokens. Any tokenizer: the demonstrations are the oracle's text encoded by it
+ * (a pretrained model's BPE included). With `lora` only an adapter is trained (returned as
+ * `adapter`, its A/B parameters; `model` then holds the merged weights).
+ */
 export async function sftWarmStart(
-  t: SearchTask, worlds: SearchWorld, tools: SearchTools, tokenizer: WordTokenizer, model: Transformer, seed: number,
-): Promise<{ demos: number; steps: number; losses: number[]; demoF1: number; tokens: number }> {
+  t: SearchTask, worlds: SearchWorld, tools: SearchTools, tokenizer: Tokenizer, model: Transformer, seed: number, opts: { lora?: LoraConfigInput } = {},
+): Promise<{ demos: number; steps: number; losses: number[]; demoF1: number; tokens: number; adapter?: Float32Array }> {
   const s = t.sft;
   const oracle = new ScriptedEngine(tokenizer, kbOraclePolicy, model.config.contextLength);
   const items = Array.from({ length: s.demos }, (_, i) => trainQuestion(worlds.demo, mixSeed(seed, 0x5f7), s.hops, i));
   const demos = await collectRollouts(items, searchWorkflow(oracle, tools, t.agent), { maxConcurrent: 64 });
   const samples: Sample[] = demos.flatMap((d) => d.samples);
   const demoF1 = demos.reduce((a, d) => a + (d.info.f1 as number), 0) / Math.max(1, demos.length);
-  const trainer = new BuiltinTrainer(model, s.optimizer as never);
+  const lora = opts.lora ? new LoraAdapter(model, opts.lora) : undefined;
+  const trainer = new BuiltinTrainer(model, s.optimizer as never, lora ? { lora } : {});
   const rng = new Rng(mixSeed(seed, 0x5f8));
   const losses: number[] = [];
   let tokens = 0;
@@ -174,7 +181,7 @@ export async function sftWarmStart(
       tokens += m.tokens;
     }
   }
-  return { demos: demos.length, steps: losses.length, losses, demoF1, tokens };
+  return { demos: demos.length, steps: losses.length, losses, demoF1, tokens, ...(lora ? { adapter: Float32Array.from(lora.params) } : {}) };
 }
 
 export interface SearchEvalSection {

@@ -5,11 +5,17 @@
  *
  * Loaded by worker-trainer.ts through tsx's `tsImport` (Node 20 does not apply `--import tsx` from a
  * worker's execArgv to the worker's own ESM loader).
+ *
+ * The model is rebuilt from its config (a complete ModelConfig for a pretrained model) and takes its
+ * weights from `initialState`, so a model loaded from disk reaches the worker as its parameters.
+ * With LoRA the adapter's frozen base rows come along (`lora.base`): the state's parameters are the
+ * merged weights, from which the base cannot be recovered.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Transformer, type ModelConfigInput } from '../engine/model.ts';
 import { selectBackend } from '../engine/backends.ts';
 import { BuiltinTrainer, type OptimizerConfigSchema } from './builtin-trainer.ts';
+import { LoraAdapter, type LoraConfigInput } from './lora.ts';
 import { exportState, importState, policyStep, type TrainerState } from './policy-trainer.ts';
 import type { LossConfigInput } from '../rl/losses.ts';
 import type { Sample } from '../core/types.ts';
@@ -26,8 +32,10 @@ export interface TrainerWorkerInit {
   backend?: string;
   /** Native kernel threads in the worker (default AGENTRL_THREADS, else 2). */
   threads?: number;
-  /** Start from this state (resume) instead of the seed's initial weights. */
+  /** Start from this state (resume, or a pretrained model's weights) instead of the seed's initial weights. */
   initialState?: TrainerState;
+  /** Train a LoRA adapter: its config and the frozen base rows of its targets (`LoraAdapter.baseWeights()`); needs initialState. */
+  lora?: { config: LoraConfigInput; base: Float32Array[] };
 }
 
 export type TrainerRequest = { kind: 'train'; id: number; minibatches: Sample[][]; loss: LossConfigInput } | { kind: 'state'; id: number };
@@ -41,7 +49,13 @@ const port = parentPort;
 if (!port) throw new Error('trainer-worker.ts runs inside a worker thread; use WorkerTrainer from worker-trainer.ts');
 const init = workerData as TrainerWorkerInit;
 const model = new Transformer(init.model, selectBackend(init.backend), init.seed);
-const trainer = new BuiltinTrainer(model, init.optimizer);
+if (init.lora && !init.initialState) throw new Error('trainer worker: a LoRA adapter needs initialState (the weights it adapts)');
+let lora: LoraAdapter | undefined;
+if (init.lora) {
+  lora = new LoraAdapter(model, init.lora.config);
+  lora.setBaseWeights(init.lora.base);
+}
+const trainer = new BuiltinTrainer(model, init.optimizer, lora ? { lora } : {});
 if (init.initialState) importState(trainer, init.initialState);
 if (init.weights.byteLength < 2 * model.numParams * 4) {
   throw new Error(`trainer worker: shared weight buffer holds ${init.weights.byteLength} bytes, needs ${2 * model.numParams * 4}`);
