@@ -359,7 +359,8 @@ export class Transformer {
         view.fill(/(ln\d|lnf|norm)\.w$/.test(v.name) ? 1 : 0);
       } else {
         const std = /(attn\.proj|mlp\.proj)\.w$/.test(v.name) ? c.initStd / Math.sqrt(2 * c.nLayer) : c.initStd;
-        for (let i = 0; i < view.length; i++) view[i] = rng.normal() * std;
+        if (std === 0) view.fill(0); // loaded models start here: skip drawing millions of normals
+        else for (let i = 0; i < view.length; i++) view[i] = rng.normal() * std;
       }
     }
   }
