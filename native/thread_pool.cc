@@ -7,8 +7,6 @@
 // (fn, ctx, n) stays valid until that item is marked done.
 #include "thread_pool.h"
 
-#include "cpu.h"
-
 #include <pthread.h>
 #include <sched.h>
 
@@ -16,9 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <cstdlib>
-#include <string>
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -75,11 +71,6 @@ class Pool {
       for (long i = 0; i < n; ++i) fn(ctx, i, 0);
       return;
     }
-    nt = std::min(nt, follow_load(nt));
-    if (nt <= 1) {
-      for (long i = 0; i < n; ++i) fn(ctx, i, 0);
-      return;
-    }
     grow(nt - 1);
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);
@@ -105,40 +96,6 @@ class Pool {
   }
 
  private:
-  // Threads worth using now: `nt` minus the cores other threads are keeping busy (a smoothed count
-  // of runnable threads that are not ours, sampled from /proc/loadavg every 10 ms). On a busy
-  // machine a thread of ours shares a core with another process's thread; items it holds are then
-  // finished a scheduler time slice later while the caller waits, and small kernels run slower on
-  // two threads than on one (measured: the 64-row decode GEMM at 103 vs 137 GFLOP/s). Only who
-  // participates changes, never how the work is cut, so results do not depend on it.
-  int follow_load(int nt) {
-    if (!adapt_) return nt;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - lastSample_ >= std::chrono::milliseconds(10)) {
-      lastSample_ = now;
-      const int running = runnable_threads();
-      if (running > 0) {
-        // Ours that count as runnable: this thread, and the workers that are polling or working.
-        const int ours = 1 + static_cast<int>(workers_.size()) - sleepers_.load(std::memory_order_relaxed);
-        othersEma_ = 0.75 * othersEma_ + 0.25 * std::max(0, running - ours);
-      }
-    }
-    const int free = cores_ - static_cast<int>(othersEma_ + 0.5);
-    return std::max(1, std::min(nt, free));
-  }
-
-  // Runnable threads on the whole machine right now (the 4th field of /proc/loadavg, "R/T"), or
-  // -1 when it cannot be read.
-  static int runnable_threads() {
-    FILE* f = std::fopen("/proc/loadavg", "r");
-    if (!f) return -1;
-    double a, b, c;
-    int running = -1, total = 0;
-    if (std::fscanf(f, "%lf %lf %lf %d/%d", &a, &b, &c, &running, &total) != 5) running = -1;
-    std::fclose(f);
-    return running;
-  }
-
   // Claims and runs items of job `gen` until none is left; false when the job was already gone.
   void work(uint32_t gen, int slot) {
     uint64_t t = ticket_.load(std::memory_order_acquire);
@@ -191,11 +148,6 @@ class Pool {
   }
 
   std::mutex caller_;
-  // Load following (caller only). AGENTRL_POOL_FOLLOW_LOAD=0 turns it off.
-  const bool adapt_ = [] { const char* v = std::getenv("AGENTRL_POOL_FOLLOW_LOAD"); return !(v && std::string(v) == "0"); }();
-  const int cores_ = cpu_count();
-  std::chrono::steady_clock::time_point lastSample_{};
-  double othersEma_ = 0.0;
   std::atomic<uint64_t> ticket_{0};
   std::atomic<long> done_{0};
   std::atomic<PoolTask> fn_{nullptr};
