@@ -80,6 +80,13 @@ describe('LoRA adapter', () => {
     model.backward(w, new Float32Array(w.length));
     lora.gradsFromModel();
     const analytic = Float32Array.from(lora.grads);
+    // The trainer's path: the adapter as the model's weight-gradient delegate (no dW formed) gives the same gradients.
+    model.weightGradDelegate = lora;
+    lora.zeroGrad();
+    loss();
+    model.backward(w, new Float32Array(w.length));
+    model.weightGradDelegate = null;
+    for (let i = 0; i < analytic.length; i++) expect(Math.abs(lora.grads[i]! - analytic[i]!), `delegate gradient ${i}`).toBeLessThan(1e-4 + 1e-4 * Math.abs(analytic[i]!));
     let checked = 0;
     for (const pv of lora.layout) {
       for (const j of [0, Math.floor(pv.size / 2), pv.size - 1]) {

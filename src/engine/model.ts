@@ -319,6 +319,18 @@ export function modelInvFreq(c: ModelConfig): Float64Array | null {
   return ropeInvFreq({ positions: 'rope', headDim: c.headDim, ropeTheta: c.ropeBase, ropeScaling: c.ropeScaling });
 }
 
+/**
+ * Takes over the weight gradients of the linear layers (LoRA): the model then treats every weight as
+ * frozen — it skips the weight-gradient GEMMs, the output head's and the embedding's — and hands each
+ * linear layer's input X [N, in] and output gradient dY [N, out] to `linear`, from which low-rank
+ * adapters get their gradients at a fraction of dW's cost. Norm gains and biases still accumulate
+ * into `grads` (cheap, and ignored by such a trainer).
+ */
+export interface WeightGradDelegate {
+  /** `param` is the weight's name (e.g. 'h3.attn.qkv.w'); rows of dY are strided by ldY, rows of X by ldX. */
+  linear(param: string, dY: Float32Array, ldY: number, X: Float32Array, ldX: number, N: number): void;
+}
+
 export class Transformer {
   readonly config: ModelConfig;
   readonly dims: ModelDims;
@@ -333,6 +345,8 @@ export class Transformer {
   /** RoPE inverse frequencies, computed once (null with learned positions). */
   private readonly invFreq: Float64Array | null;
   private ws: Workspace | null = null;
+  /** When set, weights are frozen and linear layers' gradients go to the delegate (see WeightGradDelegate). */
+  weightGradDelegate: WeightGradDelegate | null = null;
   private last: { batch: ForwardBatch; ws: Workspace; invTemp: number } | null = null;
 
   constructor(config: ModelConfigInput, readonly backend: Backend, seed = 0) {
@@ -527,7 +541,13 @@ export class Transformer {
     const dlogits = ws.logits;
     be.logSoftmaxBackward(dlogits, ws.logits, batch.targets, batch.masks ?? null, dLogp, dEnt, N, V, invTemp);
     be.sgemm(false, false, N, C, V, 1, dlogits, V, p.head, C, 0, ws.dln, C);
-    be.sgemm(true, false, V, C, N, 1, dlogits, V, ws.lnf, C, 1, g.head, C);
+    const delegate = this.weightGradDelegate;
+    if (!delegate) be.sgemm(true, false, V, C, N, 1, dlogits, V, ws.lnf, C, 1, g.head, C);
+    // dW += dYᵀ·X for a linear layer's weight, or the layer's X and dY to the delegate.
+    const weightGrad = (name: string, out: number, inp: number, dY: Float32Array, X: Float32Array, gW: Float32Array) => {
+      if (delegate) delegate.linear(name, dY, out, X, inp, N);
+      else be.sgemm(true, false, out, inp, N, 1, dY, out, X, inp, 1, gW, inp);
+    };
     const lastX = c.nLayer > 0 ? ws.layers[c.nLayer - 1]!.res3 : ws.encoded;
     ws.dres.fill(0);
     this.normBackward(ws.dres, g.lnfw, g.lnfb, ws.dln, lastX, p.lnfw, ws.lnfMean, ws.lnfRstd, N);
@@ -536,18 +556,18 @@ export class Transformer {
       const x = l === 0 ? ws.encoded : ws.layers[l - 1]!.res3;
       // res3 = res2 + proj(act(fc(ln2(res2))))
       if (c.mlpBias) be.biasBackward(gw.fcprojb, ws.dres, N, C);
-      be.sgemm(true, false, C, I, N, 1, ws.dres, C, a.fchAct, I, 1, gw.fcprojw, I);
+      weightGrad(`h${l}.mlp.proj.w`, C, I, ws.dres, a.fchAct, gw.fcprojw);
       be.sgemm(false, false, N, I, C, 1, ws.dres, C, w.fcprojw, I, 0, ws.dfchAct, I);
       ws.dfch.fill(0);
       if (c.mlp === 'swiglu') be.swigluBackward(ws.dfch, a.fch, ws.dfchAct, N, I);
       else be.geluBackward(ws.dfch, a.fch, ws.dfchAct, N * I);
       if (c.mlpBias) be.biasBackward(gw.fcb, ws.dfch, N, F);
-      be.sgemm(true, false, F, C, N, 1, ws.dfch, F, a.ln2, C, 1, gw.fcw, C);
+      weightGrad(`h${l}.mlp.fc.w`, F, C, ws.dfch, a.ln2, gw.fcw);
       be.sgemm(false, false, N, C, F, 1, ws.dfch, F, w.fcw, C, 0, ws.dln, C);
       this.normBackward(ws.dres, gw.ln2w, gw.ln2b, ws.dln, a.res2, w.ln2w, a.ln2Mean, a.ln2Rstd, N);
       // res2 = x + proj(attn(rope(qknorm(qkv(ln1(x))))))
       if (c.oBias) be.biasBackward(gw.projb, ws.dres, N, C);
-      be.sgemm(true, false, C, AD, N, 1, ws.dres, C, a.atty, AD, 1, gw.projw, AD);
+      weightGrad(`h${l}.attn.proj.w`, C, AD, ws.dres, a.atty, gw.projw);
       be.sgemm(false, false, N, AD, C, 1, ws.dres, C, w.projw, AD, 0, ws.datty, AD);
       ws.dqkv.fill(0);
       be.gqaAttentionBackward(ws.dqkv, ws.datty, a.qkv, a.lse, B, T, NH, NKV, hd);
@@ -557,11 +577,11 @@ export class Transformer {
         be.headRmsnormBackward(ws.dqkv.subarray(AD), gw.knormw, a.kIn, w.knormw, a.kRstd, N, QKV, NKV, hd);
       }
       if (c.qkvBias) be.biasBackward(gw.qkvb, ws.dqkv, N, QKV);
-      be.sgemm(true, false, QKV, C, N, 1, ws.dqkv, QKV, a.ln1, C, 1, gw.qkvw, C);
+      weightGrad(`h${l}.attn.qkv.w`, QKV, C, ws.dqkv, a.ln1, gw.qkvw);
       be.sgemm(false, false, N, C, QKV, 1, ws.dqkv, QKV, w.qkvw, C, 0, ws.dln, C);
       this.normBackward(ws.dres, gw.ln1w, gw.ln1b, ws.dln, x, w.ln1w, a.ln1Mean, a.ln1Rstd, N);
     }
-    be.embedBackward(g.wte, g.wpe, ws.dres, batch.tokens, B, T, C);
+    if (!delegate) be.embedBackward(g.wte, g.wpe, ws.dres, batch.tokens, B, T, C);
     this.last = null; // logits were overwritten: a second backward would be wrong
   }
 

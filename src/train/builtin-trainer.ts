@@ -102,6 +102,8 @@ export class BuiltinTrainer {
     if (this.opt.schedule !== 'constant' && !this.opt.totalSteps) throw new Error(`optimizer.totalSteps is required by the '${this.opt.schedule}' schedule; set it or use schedule 'constant'`);
     this.lora = options.lora ?? null;
     if (this.lora && this.lora.model !== model) throw new Error('BuiltinTrainer: the LoRA adapter is attached to another model');
+    // LoRA: the model's weights are frozen and the adapter takes its linear layers' gradients directly.
+    if (this.lora) model.weightGradDelegate = this.lora;
     const trained = this.lora ? this.lora.numParams : model.numParams;
     this.m = new Float32Array(trained);
     this.v = new Float32Array(trained);
@@ -282,6 +284,7 @@ export class BuiltinTrainer {
       throw new Error(`trainStep: loss is ${out.loss} (non-finite); weights were not updated. Check advantages/rewards for NaN and the learning rate.`);
     }
     this.model.zeroGrad();
+    this.lora?.zeroGrad();
     k = 0;
     for (const c of collated) {
       if (!single) run(c);
@@ -299,16 +302,16 @@ export class BuiltinTrainer {
 
   /**
    * Clip, then AdamW per parameter tensor (decay only where the layout says so). With LoRA the
-   * adapter's gradients are derived from the model's first, and the adapter is merged after the
-   * step. Returns the pre-clip norm (of the trained parameters' gradient).
+   * adapter's gradients (accumulated by the backward, see LoraAdapter.linear) are stepped and the
+   * adapter is merged after the step. Returns the pre-clip norm (of the trained parameters' gradient).
    */
   applyGradients(): number {
     const be = this.model.backend, o = this.opt;
-    this.lora?.gradsFromModel();
     const trained = this.trainedParameters(), g = trained.grads;
     const norm = Math.sqrt(be.sumSquares(g, g.length));
     if (!Number.isFinite(norm)) {
       this.model.zeroGrad();
+      this.lora?.zeroGrad();
       throw new Error(`gradient norm is ${norm} (NaN/inf in the gradients); the step was skipped and weights are unchanged`);
     }
     if (o.gradClip > 0 && norm > o.gradClip) be.scale(g, o.gradClip / (norm + 1e-6), g.length);

@@ -3,11 +3,13 @@
  * only A and B trained (AdamW state is adapter-sized).
  *
  * The model always computes with merged weights: after every optimizer step the adapters are merged
- * into the model's parameter buffer (W = W₀ + s·B·A, one small GEMM per adapted matrix). The model's
- * own backward already yields dL/dW for the merged matrix, and W is linear in A and B, so the
- * adapter gradients follow exactly: dB = s·dW·Aᵀ, dA = s·Bᵀ·dW. So the forward, the backward and
- * the sampler are the plain model's — the sampler's logprobs equal the trainer's by construction —
- * at the price of a frozen copy of each adapted matrix (W₀) and the full dW of those matrices.
+ * into the model's parameter buffer (W = W₀ + s·B·A, one small GEMM per adapted matrix), so the
+ * forward and the sampler are the plain model's — the sampler's logprobs equal the trainer's by
+ * construction — at the price of a frozen copy of each adapted matrix (W₀). W is linear in A and B,
+ * so dB = s·dW·Aᵀ and dA = s·Bᵀ·dW with dW = dYᵀ·X; the trainer attaches the adapter as the model's
+ * weight-gradient delegate, which gets X and dY of every linear layer and computes those products
+ * without forming dW (the model then skips every weight-gradient GEMM). `gradsFromModel` is the
+ * same from a full dW, for checking.
  *
  * Targets use Hugging Face module names, as PEFT's `target_modules`: q_proj, k_proj, v_proj, o_proj,
  * gate_proj, up_proj, down_proj for SwiGLU models (Llama, Qwen); c_attn, c_proj (attention and MLP
@@ -18,7 +20,7 @@
  */
 import { z } from 'zod';
 import type { Backend } from '../engine/backend.ts';
-import type { ParamView, Transformer } from '../engine/model.ts';
+import type { ParamView, Transformer, WeightGradDelegate } from '../engine/model.ts';
 import { Rng } from '../core/rng.ts';
 import { formatZodError } from '../core/config-errors.ts';
 
@@ -99,7 +101,7 @@ function adapterName(t: LoraTarget, which: 'A' | 'B'): string {
   return `h${t.layer}.${where}.lora_${which}`;
 }
 
-export class LoraAdapter {
+export class LoraAdapter implements WeightGradDelegate {
   readonly config: LoraConfig;
   readonly scale: number;
   readonly targets: LoraTarget[];
@@ -108,6 +110,8 @@ export class LoraAdapter {
   readonly params: Float32Array;
   readonly grads: Float32Array;
   readonly numParams: number;
+  /** [N, rank] scratch of `linear`. */
+  private scratch = new Float32Array(0);
   /** W₀: the frozen rows of each target, as they were when the adapter was attached. */
   private readonly base: Float32Array[];
   private readonly views: { A: Float32Array; B: Float32Array; dA: Float32Array; dB: Float32Array; W: Float32Array; dW: Float32Array }[];
@@ -189,6 +193,30 @@ export class LoraAdapter {
     if (base.length !== this.base.length || base.some((b, i) => b.length !== this.base[i]!.length)) throw new Error('LoRA: base weights do not match the adapter targets');
     base.forEach((b, i) => this.base[i]!.set(b));
     this.merge();
+  }
+
+  zeroGrad(): void {
+    this.grads.fill(0);
+  }
+
+  /**
+   * The adapter gradients straight from a linear layer's input X [N, cols] and output gradient
+   * dY [N, out] (as `Transformer.weightGradDelegate`), accumulated: with U = X·Aᵀ and W' = dY_t·B,
+   * dB += s·dY_tᵀ·U and dA += s·W'ᵀ·X, where dY_t are the target's columns of dY. The same values as
+   * `gradsFromModel` (dW = dYᵀ·X substituted), at O(N·r·(rows + cols)) instead of O(N·rows·cols).
+   */
+  linear(param: string, dY: Float32Array, ldY: number, X: Float32Array, ldX: number, N: number): void {
+    const r = this.config.rank, be = this.backend;
+    this.targets.forEach((t, i) => {
+      if (t.param !== param) return;
+      const v = this.views[i]!;
+      if (this.scratch.length < N * r) this.scratch = new Float32Array(N * r);
+      const U = this.scratch.subarray(0, N * r), dYt = dY.subarray(t.rowStart);
+      be.sgemm(false, true, N, r, t.cols, 1, X, ldX, v.A, t.cols, 0, U, r);
+      be.sgemm(true, false, t.rows, r, N, this.scale, dYt, ldY, U, r, 1, v.dB, r);
+      be.sgemm(false, false, N, r, t.rows, 1, dYt, ldY, v.B, r, 0, U, r);
+      be.sgemm(true, false, r, t.cols, N, this.scale, U, r, X, ldX, 1, v.dA, t.cols);
+    });
   }
 
   /** Bytes the adapter adds: A, B, their gradients and the frozen W₀ copies (AdamW moments: 2 × params more). */
