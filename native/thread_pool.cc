@@ -77,7 +77,7 @@ class Pool {
     n_.store(n, std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
     const uint32_t gen = ++gen_;
-    // seq_cst pairs with the sleepers' check in worker_wait: either a sleeper sees this ticket in
+    // seq_cst pairs with the sleepers' check in worker_main: either a sleeper sees this ticket in
     // its wait predicate, or we see it counted and wake it.
     ticket_.store((uint64_t{gen} << 32) | (uint64_t(nt) << 24) | uint64_t(n));
     if (sleepers_.load() > 0) {
@@ -96,7 +96,7 @@ class Pool {
   }
 
  private:
-  // Claims and runs items of job `gen` until none is left; false when the job was already gone.
+  // Claims and runs items of job `gen` until none is left (returns at once when that job is gone).
   void work(uint32_t gen, int slot) {
     uint64_t t = ticket_.load(std::memory_order_acquire);
     for (;;) {
