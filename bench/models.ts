@@ -67,6 +67,7 @@ import { LoraAdapter } from '../src/train/lora.ts';
 import type { Tokenizer } from '../src/engine/types.ts';
 import type { Sample } from '../src/core/types.ts';
 import { Rng } from '../src/core/rng.ts';
+import { logSoftmaxF64 as logSoftmax } from '../src/engine/sampling.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Models: the published shapes, from each model's Hugging Face config.json.
@@ -200,15 +201,6 @@ function resetPeak(): boolean {
 
 const mb = (bytes: number) => round(bytes / 2 ** 20);
 
-/** log-softmax in float64 of one row of logits. */
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
-  let m = -Infinity;
-  for (let i = 0; i < logits.length; i++) m = Math.max(m, logits[i]!);
-  let s = 0;
-  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i]! - m);
-  const lse = m + Math.log(s);
-  return Float64Array.from(logits, (v) => v - lse);
-}
 
 function maxAbsDiff(a: readonly Float64Array[], b: readonly Float64Array[]): number {
   let d = 0;

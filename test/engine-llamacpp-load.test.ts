@@ -30,6 +30,7 @@ import { engineTokenizer, loadModel } from '../src/engine/load-model.ts';
 import { loadNativeBackend } from '../src/engine/native.ts';
 import type { Transformer } from '../src/engine/model.ts';
 import { randomHfTensors, tinyArch } from './helpers/tiny-models.ts';
+import { logSoftmaxF64 as logSoftmax } from '../src/engine/sampling.ts';
 
 const REQUIRED = process.env.AGENTRL_REQUIRE_LLAMACPP === '1';
 const availability = await llamaCppAvailability();
@@ -79,14 +80,6 @@ async function withPeer<T>(path: string, vocabSize: number, f: (peer: LlamaCppPe
   }
 }
 
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
-  let m = -Infinity;
-  for (let i = 0; i < logits.length; i++) m = Math.max(m, logits[i]!);
-  let s = 0;
-  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i]! - m);
-  const lse = m + Math.log(s);
-  return Float64Array.from(logits, (v) => v - lse);
-}
 
 /** The sampler's path: prefill of the first token, then one KV-cache decode step per token. */
 function decodePath(model: Transformer, tokens: number[]): Float64Array[] {

@@ -262,7 +262,7 @@ describe('PEFT adapters the engine cannot reproduce are refused by name', () => 
     const dir = await adapterDir({});
     const model = await baseModel();
     const lora = new LoraAdapter(model, { rank: 2, targetModules: ['q_proj', 'v_proj'] });
-    await expect(exportPeftAdapter(lora, arch, dir)).rejects.toThrow(/the directory exists and is not empty; pass overwrite to replace it/);
+    await expect(exportPeftAdapter(lora, arch, dir)).rejects.toThrow(/the directory exists and is not empty; pass overwrite: true to replace it/);
     await exportPeftAdapter(lora, arch, dir, { overwrite: true });
     await expect(exportMergedHf(model, arch, dir, { dtype: 'F32' })).rejects.toThrow(/the directory exists and is not empty; pass overwrite: true/);
   });

@@ -18,6 +18,7 @@ import { referenceLogprobs } from './helpers/reference-forward.ts';
 import { randomHfTensors, tinyArch } from './helpers/tiny-models.ts';
 import { allBackendsByThreads } from './helpers/backends.ts';
 import { Rng } from '../src/core/rng.ts';
+import { logSoftmaxF64 as logSoftmax } from '../src/engine/sampling.ts';
 
 const TINY_BPE = join(import.meta.dirname, 'fixtures', 'tiny-bpe');
 const scratch = mkdtempSync(join(tmpdir(), 'agentrl-hf-model-'));
@@ -48,15 +49,6 @@ function loaded(arch: ArchConfig, tensors: HfTensors, backend: Backend, contextL
   return model;
 }
 
-/** log-softmax of one row of logits, in float64. */
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
-  let m = -Infinity;
-  for (let i = 0; i < logits.length; i++) m = Math.max(m, logits[i]!);
-  let s = 0;
-  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i]! - m);
-  const lse = m + Math.log(s);
-  return Float64Array.from(logits, (v) => v - lse);
-}
 
 describe.each(BACKENDS.map((b) => [`${b.name}×${b.threads}`, b] as const))('Hugging Face models on %s', (_name, backend) => {
   describe.each(ARCHS)('%s', (_label, arch) => {

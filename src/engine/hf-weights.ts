@@ -204,48 +204,63 @@ export async function writeHfModelDir(dir: string, arch: ArchConfig, tensors: Hf
     for (const f of HF_TOKENIZER_FILES) if (await pathExists(join(opts.tokenizerFrom, f))) tokenizerFiles.push(f);
     if (!tokenizerFiles.includes('tokenizer.json')) throw new Error(`${who}: tokenizerFrom ${opts.tokenizerFrom} has no tokenizer.json`);
   }
-  const existing = await dirState(dir, who);
-  if (existing === 'non-empty' && !opts.overwrite) throw new Error(`${who}: the directory exists and is not empty; pass overwrite: true to replace it`);
+  try {
+    return await writeDirAtomically(dir, who, !!opts.overwrite, async (tmp) => {
+      const written: string[] = [];
+      const shards = splitShards(ordered, DTYPE_BYTES[opts.dtype], maxShard);
+      const metadata = { format: 'pt' };
+      if (shards.length === 1) {
+        await writeSafetensorsFileAs(join(tmp, HF_WEIGHTS_FILE), shards[0]!, opts.dtype, metadata);
+        written.push(HF_WEIGHTS_FILE);
+      } else {
+        const weightMap: Record<string, string> = {};
+        let totalSize = 0;
+        for (const [i, shard] of shards.entries()) {
+          const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+          await writeSafetensorsFileAs(join(tmp, file), shard, opts.dtype, metadata);
+          written.push(file);
+          for (const [name, t] of shard) {
+            weightMap[name] = file;
+            totalSize += t.data.length * DTYPE_BYTES[opts.dtype];
+          }
+        }
+        const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]!]));
+        await writeFileSynced(join(tmp, HF_INDEX_FILE), jsonBytes({ metadata: { total_size: totalSize }, weight_map: sortedMap }));
+        written.push(HF_INDEX_FILE);
+      }
+      for (const f of tokenizerFiles) {
+        await writeFileSynced(join(tmp, f), await readFile(join(opts.tokenizerFrom!, f)));
+        written.push(f);
+      }
+      await writeFileSynced(join(tmp, HF_CONFIG_FILE), jsonBytes(config));
+      written.push(HF_CONFIG_FILE);
+      return written;
+    });
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.startsWith(who) ? msg : `${who}: ${msg}`, { cause: e });
+  }
+}
 
+/**
+ * Fill `<dir>.tmp-*` with `write` (which returns the file names it wrote), then put it in place of
+ * `dir`: an existing non-empty `dir` only with `overwrite` (moved aside first, deleted after), so
+ * `dir` is never half written; on failure the temporary directory is removed and an old `dir`
+ * restored. Errors of the directory checks start with `who`.
+ */
+export async function writeDirAtomically(dir: string, who: string, overwrite: boolean, write: (tmp: string) => Promise<string[]>): Promise<{ files: string[] }> {
+  if ((await dirState(dir, who)) === 'non-empty' && !overwrite) throw new Error(`${who}: the directory exists and is not empty; pass overwrite: true to replace it`);
   const parent = dirname(dir);
   await mkdir(parent, { recursive: true });
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const tmp = `${dir}.tmp-${tag}`, aside = `${dir}.old-${tag}`;
   let movedAside = false;
-  const written: string[] = [];
   try {
     await mkdir(tmp);
-    const shards = splitShards(ordered, DTYPE_BYTES[opts.dtype], maxShard);
-    const metadata = { format: 'pt' };
-    if (shards.length === 1) {
-      await writeSafetensorsFileAs(join(tmp, HF_WEIGHTS_FILE), shards[0]!, opts.dtype, metadata);
-      written.push(HF_WEIGHTS_FILE);
-    } else {
-      const weightMap: Record<string, string> = {};
-      let totalSize = 0;
-      for (const [i, shard] of shards.entries()) {
-        const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-        await writeSafetensorsFileAs(join(tmp, file), shard, opts.dtype, metadata);
-        written.push(file);
-        for (const [name, t] of shard) {
-          weightMap[name] = file;
-          totalSize += t.data.length * DTYPE_BYTES[opts.dtype];
-        }
-      }
-      const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]!]));
-      await writeFileSynced(join(tmp, HF_INDEX_FILE), jsonBytes({ metadata: { total_size: totalSize }, weight_map: sortedMap }));
-      written.push(HF_INDEX_FILE);
-    }
-    for (const f of tokenizerFiles) {
-      await writeFileSynced(join(tmp, f), await readFile(join(opts.tokenizerFrom!, f)));
-      written.push(f);
-    }
-    await writeFileSynced(join(tmp, HF_CONFIG_FILE), jsonBytes(config));
-    written.push(HF_CONFIG_FILE);
+    const files = await write(tmp);
     await fsyncDir(tmp);
-
     const now = await dirState(dir, who); // re-checked: it may have changed while we wrote
-    if (now === 'non-empty' && !opts.overwrite) throw new Error(`the directory was filled while the model was being written; pass overwrite: true to replace it`);
+    if (now === 'non-empty' && !overwrite) throw new Error(`${who}: the directory was filled while it was being written; pass overwrite: true to replace it`);
     if (now === 'empty') await rmdir(dir);
     if (now === 'non-empty') {
       await rename(dir, aside);
@@ -253,14 +268,13 @@ export async function writeHfModelDir(dir: string, arch: ArchConfig, tensors: Hf
     }
     await rename(tmp, dir);
     await fsyncDir(parent);
+    if (movedAside) await rm(aside, { recursive: true, force: true });
+    return { files };
   } catch (e) {
     if (movedAside && !(await pathExists(dir))) await rename(aside, dir).catch(() => undefined);
     await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    const msg = (e as Error).message;
-    throw new Error(msg.startsWith(who) ? msg : `${who}: ${msg}`, { cause: e });
+    throw e;
   }
-  if (movedAside) await rm(aside, { recursive: true, force: true });
-  return { files: written };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -116,3 +116,13 @@ function drawAmong(p: Float64Array, order: readonly number[], sum: number, rng: 
   }
   return last; // rounding: fall back to the last kept token with non-zero probability
 }
+
+/** The log-softmax of one row of logits, in float64 (for comparing whole next-token distributions). */
+export function logSoftmaxF64(logits: ArrayLike<number>): Float64Array {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) m = Math.max(m, logits[i]!);
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i]! - m);
+  const lse = m + Math.log(s);
+  return Float64Array.from(logits, (v) => v - lse);
+}

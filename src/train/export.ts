@@ -22,16 +22,14 @@
  * permuted again on load. GPT-2 has learned positions and no permutation; its c_attn adapter spans
  * the fused q | k | v rows, as PEFT's does.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ArchConfig, HfDType } from '../engine/arch.ts';
-import { fsyncDir } from '../engine/checkpoint.ts';
 import { archToHfConfig } from '../engine/hf-config.ts';
 import { modelToHfTensors, permuteRopeRows } from '../engine/hf-model.ts';
 import type { HfTokenizer } from '../engine/hf-tokenizer.ts';
-import { writeHfModelDir } from '../engine/hf-weights.ts';
+import { writeDirAtomically, writeHfModelDir } from '../engine/hf-weights.ts';
 import type { ModelConfig, Transformer } from '../engine/model.ts';
 import { readSafetensorsFileAsF32, writeSafetensorsFileAs } from '../engine/safetensors.ts';
 import { LoraAdapter, type LoraModule, type LoraTarget } from './lora.ts';
@@ -312,44 +310,3 @@ async function writeJson(path: string, value: unknown): Promise<void> {
   }
 }
 
-/**
- * Fill `<dir>.tmp-*` with `write`, then put it in place of `dir` (an existing non-empty `dir` only
- * with `overwrite`, moved aside first and deleted after): `dir` is never half written.
- */
-async function writeDirAtomically(dir: string, who: string, overwrite: boolean, write: (tmp: string) => Promise<string[]>): Promise<{ files: string[] }> {
-  const state = async (): Promise<'absent' | 'empty' | 'non-empty'> => {
-    try {
-      if (!(await stat(dir)).isDirectory()) throw new Error(`${who}: exists and is not a directory`);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'absent';
-      throw e;
-    }
-    return (await readdir(dir)).length === 0 ? 'empty' : 'non-empty';
-  };
-  if ((await state()) === 'non-empty' && !overwrite) throw new Error(`${who}: the directory exists and is not empty; pass overwrite to replace it`);
-  const parent = dirname(dir);
-  await mkdir(parent, { recursive: true });
-  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  const tmp = `${dir}.tmp-${tag}`, aside = `${dir}.old-${tag}`;
-  let movedAside = false;
-  try {
-    await mkdir(tmp);
-    const files = await write(tmp);
-    await fsyncDir(tmp);
-    const now = await state();
-    if (now === 'non-empty' && !overwrite) throw new Error(`${who}: the directory was filled while the adapter was being written; pass overwrite to replace it`);
-    if (now === 'empty') await rmdir(dir);
-    if (now === 'non-empty') {
-      await rename(dir, aside);
-      movedAside = true;
-    }
-    await rename(tmp, dir);
-    await fsyncDir(parent);
-    if (movedAside) await rm(aside, { recursive: true, force: true });
-    return { files };
-  } catch (e) {
-    if (movedAside) await rename(aside, dir).catch(() => undefined);
-    await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
-    throw e;
-  }
-}
