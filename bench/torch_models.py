@@ -36,10 +36,12 @@ Every reply also carries "mem". Run it by hand with:
 """
 import argparse, base64, gc, json, math, os, struct, sys, time
 
+from torch_setup import SETUP_VARS, add_setup_args, cpu_capability, loaded_blas, pin_before_torch
+
 ap = argparse.ArgumentParser()
+add_setup_args(ap)
 ap.add_argument("--weights", required=True, help="F32 safetensors file with Hugging Face tensor names")
 ap.add_argument("--arch", required=True, help="JSON: the ArchConfig fields of src/engine/arch.ts")
-ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--ctx", type=int, required=True, help="KV-cache length (prompt + new tokens)")
 ap.add_argument("--sample-batch", type=int, default=8)
 ap.add_argument("--prompt", type=int, default=32)
@@ -51,11 +53,6 @@ ap.add_argument("--weight-decay", type=float, default=0.01)
 ap.add_argument("--lora-rank", type=int, default=8)
 ap.add_argument("--lora-alpha", type=float, default=8.0)
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY set before torch loads")
-ap.add_argument("--openblas-coretype", default="detect",
-                help="'detect' (unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE), 'inherit', or a core name")
-ap.add_argument("--cpu-capability", default="best",
-                help="ATEN_CPU_CAPABILITY: 'best' (avx512 on an AVX-512 CPU, else avx2), avx2, avx512, default, or 'auto'")
 ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
                 help="'keep': glibc malloc keeps freed memory for reuse (MALLOC_MMAP_MAX_=0, MALLOC_TRIM_THRESHOLD_ huge); "
                      "'default': glibc's defaults (every block over 32 MB is a fresh mmap)")
@@ -70,38 +67,7 @@ if a.malloc == "keep" and any(os.environ.get(k) != v for k, v in MALLOC_ENV.item
     os.environ.update(MALLOC_ENV)
     os.execv(sys.executable, [sys.executable] + sys.argv)
 
-# Thread pools and wait policy are read once, when libgomp / OpenBLAS load: set them before torch.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-for var in THREAD_VARS:
-    os.environ[var] = str(a.threads)
-os.environ["OMP_WAIT_POLICY"] = a.wait_policy
-if a.openblas_coretype == "detect":
-    os.environ.pop("OPENBLAS_CORETYPE", None)
-    os.environ.pop("OPENBLAS_L2_SIZE", None)
-elif a.openblas_coretype != "inherit":
-    os.environ["OPENBLAS_CORETYPE"] = a.openblas_coretype
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return {k: (k in flags) for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq")}
-    except OSError:
-        pass
-    return {}
-
-
-if a.cpu_capability == "best":
-    f = cpu_flags()
-    if all(f.get(k) for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma")):
-        os.environ["ATEN_CPU_CAPABILITY"] = "avx512"
-    elif f.get("avx2") and f.get("fma"):
-        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-elif a.cpu_capability != "auto":
-    os.environ["ATEN_CPU_CAPABILITY"] = a.cpu_capability
+pin_before_torch(a)  # before torch (libgomp, OpenBLAS) loads: they read it once
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -289,46 +255,6 @@ def load_safetensors(path, params):
 
 
 # ---------------------------------------------------------------------------------------------
-# Build info (as bench/torch_reference.py records it)
-
-def cpu_capability():
-    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
-    if get is not None:
-        return get()
-    for line in torch.__config__.show().splitlines():
-        if "CPU capability usage" in line:
-            return line.split(":", 1)[1].strip()
-    return None
-
-
-def loaded_blas():
-    libs = set()
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                parts = line.split()
-                path = parts[5] if len(parts) >= 6 else ""
-                if any(n in os.path.basename(path) for n in ("blas", "lapack", "gomp", "mkl")):
-                    libs.add(os.path.realpath(path))
-    except OSError:
-        pass
-    res = {"libraries": sorted(libs)}
-    for path in sorted(libs):
-        if "openblas" not in path or "lapack" in path:
-            continue
-        try:
-            import ctypes
-            lib = ctypes.CDLL(path)
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            res["openblas_corename"] = lib.openblas_get_corename().decode()
-            res["openblas_num_threads"] = lib.openblas_get_num_threads()
-            break
-        except (OSError, AttributeError):
-            continue
-    return res
-
-
-# ---------------------------------------------------------------------------------------------
 
 def main():
     torch.set_num_threads(a.threads)
@@ -436,9 +362,9 @@ def main():
         "threads": a.threads,
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "env": {k: os.environ.get(k) for k in THREAD_VARS + ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ATEN_CPU_CAPABILITY") + tuple(MALLOC_ENV)},
+        "env": {k: os.environ.get(k) for k in SETUP_VARS + tuple(MALLOC_ENV)},
         "malloc": a.malloc,
-        "cpu_capability": cpu_capability(),
+        "cpu_capability": cpu_capability(torch, torch.__config__.show())[0],
         "blas": loaded_blas(),
         "params": sum(p.numel() for p in m.parameters()),
         "load_s": round(load_s, 2),

@@ -24,8 +24,10 @@ each stdin line {"op": "train", "steps": N} / {"op": "sample"} with one JSON lin
 """
 import argparse, json, math, os, statistics, sys, time
 
+from torch_setup import SETUP_VARS, add_setup_args, cpu_capability, cpu_flags, loaded_blas, pin_before_torch
+
 ap = argparse.ArgumentParser()
-ap.add_argument("--threads", type=int, default=2)
+add_setup_args(ap)
 ap.add_argument("--vocab", type=int, default=1024)
 ap.add_argument("--ctx", type=int, default=128)
 ap.add_argument("--width", type=int, default=256)
@@ -37,49 +39,10 @@ ap.add_argument("--sample-batch", type=int, default=64)
 ap.add_argument("--prompt", type=int, default=16)
 ap.add_argument("--new-tokens", type=int, default=112)
 ap.add_argument("--repeats", type=int, default=5, help="standalone mode: repeats of each measurement")
-ap.add_argument("--wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY set before torch loads")
-ap.add_argument("--openblas-coretype", default="detect",
-                help="'detect' (unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE: OpenBLAS picks this CPU's kernels), "
-                     "'inherit' (keep the environment's), or a core name (e.g. Haswell, SkylakeX)")
-ap.add_argument("--cpu-capability", default="best",
-                help="ATEN_CPU_CAPABILITY set before torch loads: 'best' (avx512 when the CPU has AVX-512 F/BW/VL/DQ, "
-                     "else avx2 with AVX2+FMA; torch 1.13 itself stays on AVX2), default, avx2, avx512, or 'auto' (leave it to torch)")
 ap.add_argument("--serve", action="store_true", help="answer train/sample requests on stdin (bench/engine.ts)")
 a = ap.parse_args()
 
-# Pin the thread pools and the wait policy before torch (libgomp, OpenBLAS) is loaded: they read
-# these once, at load time.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-for var in THREAD_VARS:
-    os.environ[var] = str(a.threads)
-os.environ["OMP_WAIT_POLICY"] = a.wait_policy
-if a.openblas_coretype == "detect":
-    os.environ.pop("OPENBLAS_CORETYPE", None)
-    os.environ.pop("OPENBLAS_L2_SIZE", None)
-elif a.openblas_coretype != "inherit":
-    os.environ["OPENBLAS_CORETYPE"] = a.openblas_coretype
-
-
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return {k: (k in flags) for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16")}
-    except OSError:
-        pass
-    return {}
-
-
-if a.cpu_capability == "best":
-    f = cpu_flags()
-    if all(f.get(k) for k in ("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma")):
-        os.environ["ATEN_CPU_CAPABILITY"] = "avx512"
-    elif f.get("avx2") and f.get("fma"):
-        os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
-elif a.cpu_capability != "auto":
-    os.environ["ATEN_CPU_CAPABILITY"] = a.cpu_capability
+pin_before_torch(a)  # before torch (libgomp, OpenBLAS) loads: they read it once
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
@@ -150,16 +113,6 @@ class GPT(nn.Module):
         return s.lnf(x) @ s.wte.weight.t()
 
 
-def cpu_capability(config):
-    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
-    if get is not None:
-        return get(), "torch.backends.cpu.get_cpu_capability()"
-    for line in config.splitlines():
-        if "CPU capability usage" in line:
-            return line.split(":", 1)[1].strip(), "torch.__config__.show()"
-    return None, None
-
-
 def build_settings(config):
     """The BLAS/LAPACK/threading entries of torch's build settings."""
     keep = ("BLAS_INFO", "LAPACK_INFO", "USE_MKLDNN", "USE_OPENMP", "PERF_WITH_AVX2", "PERF_WITH_AVX512", "TORCH_VERSION")
@@ -171,37 +124,6 @@ def build_settings(config):
                 if k in keep:
                     out[k] = v
     return out
-
-
-def loaded_blas():
-    """The BLAS library this process actually loaded (Debian's BLAS_INFO=generic goes through the
-    libblas.so.3 alternative) and, for OpenBLAS, the kernel core and threads it runs with."""
-    libs = set()
-    try:
-        with open("/proc/self/maps") as f:
-            for line in f:
-                path = line.split()[-1] if len(line.split()) >= 6 else ""
-                if any(n in os.path.basename(path) for n in ("blas", "lapack", "gomp", "mkl")):
-                    libs.add(os.path.realpath(path))
-    except OSError:
-        pass
-    res = {"libraries": sorted(libs)}
-    for path in sorted(libs):
-        if "openblas" not in path or "lapack" in path:
-            continue
-        try:
-            import ctypes
-            lib = ctypes.CDLL(path)
-            lib.openblas_get_corename.restype = ctypes.c_char_p
-            lib.openblas_get_config.restype = ctypes.c_char_p
-            res["openblas_corename"] = lib.openblas_get_corename().decode()
-            res["openblas_config"] = lib.openblas_get_config().decode().strip()
-            res["openblas_num_threads"] = lib.openblas_get_num_threads()
-            res["openblas_parallel"] = {0: "sequential", 1: "pthreads", 2: "openmp"}.get(lib.openblas_get_parallel(), "?")
-            break
-        except (OSError, AttributeError):
-            continue
-    return res
 
 
 def main():
@@ -252,14 +174,14 @@ def main():
     sample()
 
     config = torch.__config__.show()
-    cap, cap_source = cpu_capability(config)
+    cap, cap_source = cpu_capability(torch, config)
     info = {
         "torch_version": torch.__version__,
         "python": sys.version.split()[0],
         "threads": a.threads,
         "torch_num_threads": torch.get_num_threads(),
         "torch_num_interop_threads": torch.get_num_interop_threads(),
-        "env": {k: os.environ.get(k) for k in THREAD_VARS + ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ATEN_CPU_CAPABILITY")},
+        "env": {k: os.environ.get(k) for k in SETUP_VARS},
         "cpu_capability_requested": a.cpu_capability,
         "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
         "cpu_capability": cap,
