@@ -35,6 +35,7 @@ import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import { envOf, idTokenizer, median, now, positiveInt, randomTrainSamples, round, stats, type Stats } from './common.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { selectBackend } from '../src/engine/backends.ts';
 import { JsBackend } from '../src/engine/js-backend.ts';
@@ -42,8 +43,6 @@ import { nativeInfo } from '../src/engine/native.ts';
 import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { BuiltinTrainer, sftLoss } from '../src/train/builtin-trainer.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
-import type { Tokenizer } from '../src/engine/types.ts';
-import type { Sample } from '../src/core/types.ts';
 import { Rng } from '../src/core/rng.ts';
 
 const REF: ModelConfigInput = { vocabSize: 1024, contextLength: 128, nLayer: 4, nHead: 4, nEmbd: 256, norm: 'layernorm', positions: 'learned' };
@@ -52,12 +51,6 @@ const SAMPLE_BATCH = 64, PROMPT = 16, NEW_TOKENS = 112; // 16 + 112 = the 128-to
 const THREADS = 2;
 const RESULTS_FILE = fileURLToPath(new URL('../docs/results/engine-bench.json', import.meta.url));
 const TORCH_SCRIPT = fileURLToPath(new URL('./torch_reference.py', import.meta.url));
-
-const positiveInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
 
 const program = new Command()
   .option('--quick', 'fewer, shorter repeats (CI; well under a minute without torch)')
@@ -85,27 +78,6 @@ const TRAIN_STEPS = opts.trainSteps ?? (quick ? 2 : 5);
 if (opts.openblasCoretype === 'detect') { delete process.env.OPENBLAS_CORETYPE; delete process.env.OPENBLAS_L2_SIZE; }
 else if (opts.openblasCoretype !== 'inherit') process.env.OPENBLAS_CORETYPE = opts.openblasCoretype;
 
-function now(): number {
-  return performance.now() / 1000;
-}
-
-function round(x: number, d = 1): number {
-  const f = 10 ** d;
-  return Math.round(x * f) / f;
-}
-
-interface Stats { median: number; min: number; max: number; runs: number[] }
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
-
-function stats(xs: readonly number[], d = 1): Stats {
-  return { median: round(median(xs), d), min: round(Math.min(...xs), d), max: round(Math.max(...xs), d), runs: xs.map((x) => round(x, d)) };
-}
-
 function gemmGflops(be: Backend, M: number, N: number, K: number, tA: boolean, tB: boolean, seconds: number): number {
   const rng = new Rng(1);
   const A = Float32Array.from({ length: M * K }, () => rng.normal());
@@ -119,14 +91,6 @@ function gemmGflops(be: Backend, M: number, N: number, K: number, tA: boolean, t
   return (2 * M * N * K * reps) / (now() - t0) / 1e9;
 }
 
-function refSamples(n: number, T: number, V: number, seed: number): Sample[] {
-  const rng = new Rng(seed);
-  return Array.from({ length: n }, () => {
-    const ids = Array.from({ length: T + 1 }, () => rng.int(V));
-    return { seq: { ids, logprobs: ids.map(() => 0), versions: ids.map(() => -1), mask: ids.map((_, i) => (i === 0 ? 0 : 1)), source: ids.map(() => 0 as const) }, reward: 0, keys: {} };
-  });
-}
-
 /**
  * The reference model's train step (cross-entropy over all positions, AdamW, clip 1.0): one model
  * and trainer, warmed up once; each call times `steps` steps and returns tokens/s.
@@ -134,7 +98,7 @@ function refSamples(n: number, T: number, V: number, seed: number): Sample[] {
 function trainBench(be: Backend, batch: number): (steps: number) => { tps: number; stepS: number } {
   const model = new Transformer(REF, be, 0);
   const trainer = new BuiltinTrainer(model, { lr: 1e-4, weightDecay: 0.01, gradClip: 1.0, microBatchTokens: 1 << 20 });
-  const samples = refSamples(batch, REF.contextLength, REF.vocabSize, 2);
+  const samples = randomTrainSamples(batch, REF.contextLength, REF.vocabSize, 2);
   trainer.trainStep(samples, sftLoss); // warm-up (allocations)
   return (steps) => {
     const t0 = now();
@@ -144,17 +108,13 @@ function trainBench(be: Backend, batch: number): (steps: number) => { tps: numbe
   };
 }
 
-const benchTokenizer = (V: number): Tokenizer => ({
-  vocabSize: V, eosId: -1, encode: () => [], decode: (ids) => ids.join(' '), tokenString: (id) => String(id), tokenId: () => undefined,
-});
-
 /**
  * Batched sampling with the KV cache: 64 concurrent requests, 16-token prompts, 112 new tokens.
  * One engine (its KV cache allocated once), warmed up once; each call times one batch.
  */
 async function sampleBench(be: Backend, batch: number): Promise<() => Promise<{ tps: number; occupancy: number }>> {
   const model = new Transformer(REF, be, 0);
-  const engine = new BuiltinEngine(model, benchTokenizer(REF.vocabSize), { maxBatch: batch, seed: 5 });
+  const engine = new BuiltinEngine(model, idTokenizer(REF.vocabSize), { maxBatch: batch, seed: 5 });
   const rng = new Rng(3);
   const run = async () => {
     const prompts = Array.from({ length: batch }, () => Array.from({ length: PROMPT }, () => rng.int(REF.vocabSize)));
@@ -268,7 +228,6 @@ async function startContention(n: number): Promise<() => Promise<void>> {
   };
 }
 
-const envOf = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, process.env[k] ?? null]));
 
 async function main(): Promise<void> {
   const load0 = loadavg();
@@ -338,7 +297,7 @@ async function main(): Promise<void> {
   }
   (peer as TorchPeer | null)?.close();
 
-  const trainS = stats(runs.train), sampleS = stats(runs.sample);
+  const trainS = stats(runs.train)!, sampleS = stats(runs.sample)!;
   const torchTrainS = runs.torchTrain.length === REPEATS ? stats(runs.torchTrain) : null;
   const torchSampleS = runs.torchSample.length === REPEATS ? stats(runs.torchSample) : null;
   const ratio = (a: number[], b: number[]) => round(median(a) / median(b), 3);

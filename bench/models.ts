@@ -51,7 +51,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import type { ArchConfig, HfTensors } from '../src/engine/arch.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { JsBackend } from '../src/engine/js-backend.ts';
@@ -64,10 +64,9 @@ import { writeSafetensorsFileAs } from '../src/engine/safetensors.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
 import { BuiltinTrainer, sftLoss } from '../src/train/builtin-trainer.ts';
 import { LoraAdapter } from '../src/train/lora.ts';
-import type { Tokenizer } from '../src/engine/types.ts';
-import type { Sample } from '../src/core/types.ts';
 import { Rng } from '../src/core/rng.ts';
 import { logSoftmaxF64 as logSoftmax } from '../src/engine/sampling.ts';
+import { envOf, idTokenizer, median, now, positiveInt, randomTrainSamples, round, stats, type Stats } from './common.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Models: the published shapes, from each model's Hugging Face config.json.
@@ -121,12 +120,6 @@ const NODE_LLAMA_CPP_PKG = fileURLToPath(new URL('../node_modules/node-llama-cpp
 // ---------------------------------------------------------------------------------------------
 // CLI
 
-const positiveInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
-
 const program = new Command()
   .addOption(new Option('--model <name>', 'published model shapes to bench').choices(Object.keys(MODELS)).default('smollm2-135m'))
   .option('--quick', 'CI size: fewer, shorter runs (about 1–2 minutes on 2 busy cores)')
@@ -158,22 +151,7 @@ const opts = program.opts<Opts>();
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const now = () => performance.now() / 1000;
-const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
-
-interface Stats { median: number; min: number; max: number; runs: number[] }
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
-}
-
-function stats(xs: readonly number[], d = 1): Stats | null {
-  if (xs.length === 0) return null;
-  return { median: round(median(xs), d), min: round(Math.min(...xs), d), max: round(Math.max(...xs), d), runs: xs.map((x) => round(x, d)) };
-}
 
 interface Mem { rss_mb: number; peak_rss_mb: number }
 
@@ -286,20 +264,6 @@ function syntheticTokenizerJson(V: number): Record<string, unknown> {
     decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges },
   };
-}
-
-/** The engine needs a Tokenizer of the model's vocab size; no text is ever encoded, and no id is EOS. */
-const idTokenizer = (V: number): Tokenizer => ({
-  vocabSize: V, eosId: -1, encode: () => [], decode: (ids) => ids.join(' '), tokenString: (id) => String(id), tokenId: () => undefined,
-});
-
-/** B rows of T + 1 random tokens, every position after the first trained. */
-function trainSamples(B: number, T: number, V: number, seed: number): Sample[] {
-  const rng = new Rng(seed);
-  return Array.from({ length: B }, () => {
-    const ids = Array.from({ length: T + 1 }, () => rng.int(V));
-    return { seq: { ids, logprobs: ids.map(() => 0), versions: ids.map(() => -1), mask: ids.map((_, i) => (i === 0 ? 0 : 1)), source: ids.map(() => 0 as const) }, reward: 0, keys: {} };
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,7 +448,6 @@ function backendFor(threads: number): Backend {
   return new JsBackend();
 }
 
-const envOf = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, process.env[k] ?? null]));
 
 async function main(): Promise<void> {
   const load0 = loadavg();
@@ -688,7 +651,7 @@ async function main(): Promise<void> {
     llamacpp = null;
 
     // ---- 2. Training: full fine-tuning, then LoRA ------------------------------------------------
-    const samples = trainSamples(TB, TT, V - 1, 11);
+    const samples = randomTrainSamples(TB, TT, V - 1, 11);
     const optCfg = { lr: LR, weightDecay: WEIGHT_DECAY, gradClip: 1.0, microBatchTokens: TB * TT };
     const trainPhase = async (phase: 'train_full' | 'train_lora', into: number[], torchInto: number[]) => {
       await beginPhase(phase);
