@@ -530,7 +530,8 @@ export async function pathExists(path: string): Promise<boolean> {
   }
 }
 
-async function writeFileSynced(path: string, data: Uint8Array): Promise<void> {
+/** Create `path` (it must not exist) with `data`, fsynced before returning. */
+export async function writeFileSynced(path: string, data: Uint8Array): Promise<void> {
   const fh = await open(path, 'wx');
   try {
     await fh.writeFile(data);

@@ -21,11 +21,11 @@
  * `overwrite: true` (moved aside, the new one renamed in, the old one deleted).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import type { ArchConfig, HfDType, HfTensor, HfTensors } from './arch.ts';
-import { fsyncDir, pathExists } from './checkpoint.ts';
+import { fsyncDir, pathExists, writeFileSynced } from './checkpoint.ts';
 import { archToHfConfig, parseHfConfig } from './hf-config.ts';
 import { nonFiniteAt, numel, readSafetensorsFileAsF32, readSafetensorsFileHeader, writeSafetensorsFileAs } from './safetensors.ts';
 
@@ -456,12 +456,3 @@ function jsonBytes(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8');
 }
 
-async function writeFileSynced(path: string, data: Uint8Array): Promise<void> {
-  const fh = await open(path, 'wx');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

@@ -22,10 +22,11 @@
  * permuted again on load. GPT-2 has learned positions and no permutation; its c_attn adapter spans
  * the fused q | k | v rows, as PEFT's does.
  */
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArchConfig, HfDType } from '../engine/arch.ts';
+import { writeFileSynced } from '../engine/checkpoint.ts';
 import { archToHfConfig } from '../engine/hf-config.ts';
 import { modelToHfTensors, permuteRopeRows } from '../engine/hf-model.ts';
 import type { HfTokenizer } from '../engine/hf-tokenizer.ts';
@@ -300,13 +301,8 @@ export async function loadPeftAdapter(dir: string, model: Transformer, arch: Arc
 
 // ---------------------------------------------------------------------------------------------
 
-async function writeJson(path: string, value: unknown): Promise<void> {
-  const fh = await open(path, 'wx');
-  try {
-    await fh.writeFile(JSON.stringify(value, null, 2) + '\n', 'utf8');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+/** `value` as pretty JSON in a new file, fsynced. */
+function writeJson(path: string, value: unknown): Promise<void> {
+  return writeFileSynced(path, Buffer.from(JSON.stringify(value, null, 2) + '\n', 'utf8'));
 }
 
