@@ -28,13 +28,12 @@
  *
  * Last line: one JSON object.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { createInterface } from 'node:readline';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import { LinePeer } from './line-peer.ts';
 import { envOf, idTokenizer, median, now, positiveInt, randomTrainSamples, round, stats, type Stats } from './common.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { selectBackend } from '../src/engine/backends.ts';
@@ -130,59 +129,13 @@ async function sampleBench(be: Backend, batch: number): Promise<() => Promise<{ 
 }
 
 /** bench/torch_reference.py --serve: one warm PyTorch process answering train/sample requests. */
-class TorchPeer {
-  private readonly lines: string[] = [];
-  private readonly waiters: ((line: string | null) => void)[] = [];
-  private closed = false;
-  private stderr = '';
-  info: Record<string, unknown> = {};
-
-  private constructor(private readonly proc: ChildProcess) {
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
-    createInterface({ input: proc.stdout! })
-      .on('line', (line) => { const w = this.waiters.shift(); if (w) w(line); else this.lines.push(line); })
-      .on('close', () => { this.closed = true; for (const w of this.waiters.splice(0)) w(null); });
-    proc.on('error', (err) => { this.stderr += `\n${err.message}`; });
-  }
-
-  static async start(args: string[]): Promise<TorchPeer | { error: string }> {
-    const proc = spawn('/usr/bin/python3', [TORCH_SCRIPT, '--serve', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const peer = new TorchPeer(proc);
-    const ready = await peer.next(300_000);
-    if (ready === null) {
-      peer.close();
-      if (/No module named 'torch'/.test(peer.stderr) || /ENOENT/.test(peer.stderr)) {
-        return { error: 'Debian /usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread to enable the reference)' };
-      }
-      return { error: `torch reference did not start: ${peer.stderr.trim().slice(-500)}` };
+function startTorchPeer(args: string[]): Promise<LinePeer | { error: string }> {
+  return LinePeer.start('torch reference', '/usr/bin/python3', [TORCH_SCRIPT, '--serve', ...args], (stderr) => {
+    if (/No module named 'torch'/.test(stderr) || /ENOENT/.test(stderr)) {
+      return 'Debian /usr/bin/python3 cannot import torch (apt-get install python3-torch libopenblas0-pthread to enable the reference)';
     }
-    peer.info = (JSON.parse(ready) as { info: Record<string, unknown> }).info;
-    return peer;
-  }
-
-  private next(timeoutMs: number): Promise<string | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { const i = this.waiters.indexOf(done); if (i >= 0) this.waiters.splice(i, 1); resolve(null); }, timeoutMs);
-      const done = (line: string | null) => { clearTimeout(timer); resolve(line); };
-      this.waiters.push(done);
-    });
-  }
-
-  async request(req: Record<string, unknown>): Promise<Record<string, number>> {
-    this.proc.stdin!.write(JSON.stringify(req) + '\n');
-    const line = await this.next(600_000);
-    if (line === null) throw new Error(`torch reference stopped answering: ${this.stderr.trim().slice(-500)}`);
-    const res = JSON.parse(line) as Record<string, number> & { error?: string };
-    if (res.error) throw new Error(`torch reference: ${res.error}`);
-    return res;
-  }
-
-  close(): void {
-    if (!this.proc.stdin!.destroyed) this.proc.stdin!.end();
-    if (this.proc.exitCode === null) setTimeout(() => { if (this.proc.exitCode === null) this.proc.kill(); }, 2000).unref();
-  }
+    return `torch reference did not start: ${stderr.slice(-500)}`;
+  }, { readyMs: 300_000, requestMs: 600_000 });
 }
 
 function cpuFlags(): Record<string, boolean> {
@@ -252,9 +205,9 @@ async function main(): Promise<void> {
   }
 
   // The PyTorch peer: started (and warmed up) before the measurements, then interleaved with ours.
-  let peer: TorchPeer | null = null, torchError: string | null = null;
+  let peer: LinePeer | null = null, torchError: string | null = null;
   if (opts.torch) {
-    const started = await TorchPeer.start(['--threads', String(THREADS), '--openblas-coretype', opts.openblasCoretype, '--cpu-capability', opts.torchCpuCapability,
+    const started = await startTorchPeer(['--threads', String(THREADS), '--openblas-coretype', opts.openblasCoretype, '--cpu-capability', opts.torchCpuCapability,
       '--vocab', String(REF.vocabSize), '--ctx', String(REF.contextLength), '--width', String(REF.nEmbd), '--layers', String(REF.nLayer), '--heads', String(REF.nHead),
       '--batch', String(TRAIN_BATCH), '--train-steps', String(TRAIN_STEPS), '--sample-batch', String(SAMPLE_BATCH), '--prompt', String(PROMPT), '--new-tokens', String(NEW_TOKENS)]);
     if ('error' in started) { torchError = started.error; console.log(`torch reference: skipped — ${torchError}`); }
@@ -274,7 +227,7 @@ async function main(): Promise<void> {
   const onTorch = async (req: Record<string, unknown>, key: string, into: number[]): Promise<void> => {
     if (!peer) return;
     try {
-      into.push((await peer.request(req))[key]!);
+      into.push((await peer.request(req))[key] as number);
     } catch (err) {
       torchError = err instanceof Error ? err.message : String(err);
       console.log(`torch reference: failed — ${torchError}`);
@@ -295,7 +248,7 @@ async function main(): Promise<void> {
     const tt = peer ? `, torch ${runs.torchTrain.at(-1)!.toFixed(0)}` : '', ts = peer ? `, torch ${runs.torchSample.at(-1)!.toFixed(0)}` : '';
     console.log(`repeat ${r + 1}/${REPEATS}: train ${runs.train.at(-1)!.toFixed(0)}${tt} tokens/s; sampling ${runs.sample.at(-1)!.toFixed(0)}${ts} tokens/s`);
   }
-  (peer as TorchPeer | null)?.close();
+  (peer as LinePeer | null)?.close();
 
   const trainS = stats(runs.train)!, sampleS = stats(runs.sample)!;
   const torchTrainS = runs.torchTrain.length === REPEATS ? stats(runs.torchTrain) : null;

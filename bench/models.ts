@@ -45,7 +45,6 @@
  * a temporary directory (os.tmpdir()/agentrl-bench-models-*) removed at the end. Last line: one JSON
  * object.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,6 +65,7 @@ import { BuiltinTrainer, sftLoss } from '../src/train/builtin-trainer.ts';
 import { LoraAdapter } from '../src/train/lora.ts';
 import { Rng } from '../src/core/rng.ts';
 import { logSoftmaxF64 as logSoftmax } from '../src/engine/sampling.ts';
+import { LinePeer } from './line-peer.ts';
 import { envOf, idTokenizer, median, now, positiveInt, randomTrainSamples, round, stats, type Stats } from './common.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -270,64 +270,8 @@ function syntheticTokenizerJson(V: number): Record<string, unknown> {
 // Peers: child processes answering one JSON line per request line.
 
 type Reply = Record<string, unknown> & { mem?: Mem };
-
-class LinePeer {
-  private readonly lines: string[] = [];
-  private readonly waiters: ((line: string | null) => void)[] = [];
-  private closed = false;
-  private stderr = '';
-  info: Record<string, unknown> = {};
-
-  private constructor(readonly name: string, private readonly proc: ChildProcess) {
-    proc.stderr!.setEncoding('utf8').on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-4000); });
-    // Only JSON lines are replies: libraries may print to stdout.
-    createInterface({ input: proc.stdout! })
-      .on('line', (line) => {
-        if (!line.startsWith('{')) return;
-        const w = this.waiters.shift();
-        if (w) w(line); else this.lines.push(line);
-      })
-      .on('close', () => { this.closed = true; for (const w of this.waiters.splice(0)) w(null); });
-    proc.on('error', (err) => { this.stderr += `\n${err.message}`; });
-  }
-
-  /** Spawn and wait for {"ready": true, "info"}; {"ready": false, "reason"} or an early exit is an error. */
-  static async start(name: string, cmd: string, args: string[], explain: (stderr: string) => string): Promise<LinePeer | { error: string }> {
-    const peer = new LinePeer(name, spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
-    const ready = await peer.next(600_000);
-    const msg = ready === null ? null : (JSON.parse(ready) as { ready: boolean; reason?: string; info?: Record<string, unknown> });
-    if (!msg?.ready) {
-      peer.close();
-      return { error: msg?.reason ?? explain(peer.stderr.trim()) };
-    }
-    peer.info = msg.info ?? {};
-    return peer;
-  }
-
-  private next(timeoutMs: number): Promise<string | null> {
-    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => { const i = this.waiters.indexOf(done); if (i >= 0) this.waiters.splice(i, 1); resolve(null); }, timeoutMs);
-      const done = (line: string | null) => { clearTimeout(timer); resolve(line); };
-      this.waiters.push(done);
-    });
-  }
-
-  async request(req: Record<string, unknown>): Promise<Reply> {
-    this.proc.stdin!.write(JSON.stringify(req) + '\n');
-    const line = await this.next(1_200_000);
-    if (line === null) throw new Error(`${this.name} stopped answering: ${this.stderr.trim().slice(-800)}`);
-    const res = JSON.parse(line) as Reply & { error?: string };
-    if (res.error) throw new Error(`${this.name}: ${res.error}`);
-    return res;
-  }
-
-  close(): void {
-    if (!this.proc.stdin!.destroyed) this.proc.stdin!.end(JSON.stringify({ op: 'quit' }) + '\n');
-    if (this.proc.exitCode === null) setTimeout(() => { if (this.proc.exitCode === null) this.proc.kill(); }, 3000).unref();
-  }
-}
+/** Loading a model's weights and answering a timed phase can each take minutes on 2 cores. */
+const PEER_TIMEOUTS = { readyMs: 600_000, requestMs: 1_200_000 };
 
 // ---------------------------------------------------------------------------------------------
 // The llama.cpp child (this file with --serve-llamacpp): node-llama-cpp's prebuilt CPU llama.cpp.
@@ -508,12 +452,12 @@ async function main(): Promise<void> {
           '--openblas-coretype', opts.openblasCoretype, '--cpu-capability', opts.torchCpuCapability],
           (err) => /No module named 'torch'|ENOENT/.test(err)
             ? 'Debian /usr/bin/python3 cannot import torch (apt-get install python3-torch to enable the PyTorch peer)'
-            : `torch peer did not start: ${err.slice(-800)}`)
+            : `torch peer did not start: ${err.slice(-800)}`, PEER_TIMEOUTS)
         : null,
       opts.llamacpp
         ? LinePeer.start('llama.cpp', process.execPath, [...process.execArgv, THIS_FILE, '--serve-llamacpp',
           JSON.stringify({ gguf: ggufPath, vocab: V, threads, batch: B, prompt: P, newTokens: N, contextSize: ctx } satisfies LlamaChildConfig)],
-          (err) => `llama.cpp child did not start: ${err.slice(-800)}`)
+          (err) => `llama.cpp child did not start: ${err.slice(-800)}`, PEER_TIMEOUTS)
         : null,
     ]);
     if (torchStarted && 'error' in torchStarted) torchSkip = torchStarted.error; else torch = torchStarted;
