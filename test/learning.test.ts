@@ -7,12 +7,9 @@ import { Transformer } from '../src/engine/model.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
 import { BuiltinTrainer, sftLoss } from '../src/train/builtin-trainer.ts';
 import { rlLoss } from '../src/train/rl-loss.ts';
-import { Trainer } from '../src/train/trainer.ts';
-import { InProcessTrainer } from '../src/train/policy-trainer.ts';
-import { cycle, singleTurnWorkflow } from '../src/agents/single-turn.ts';
-import { targetSequenceReward } from '../src/envs/target-sequence.ts';
 import type { Sample } from '../src/core/types.ts';
 import { fastBackend } from './helpers/backends.ts';
+import { grpoTargetRun } from './helpers/grpo-target-run.ts';
 import { idTokenizer } from './helpers/id-tokenizer.ts';
 
 const V = 16;
@@ -24,22 +21,12 @@ describe('learning on the built-in engine', () => {
     const trainModel = new Transformer(CFG, backend, 1);
     const trainer = new BuiltinTrainer(trainModel, { lr: 3e-3, weightDecay: 0 });
     const engine = new BuiltinEngine(new Transformer(CFG, backend, 1), idTokenizer(V), { maxBatch: 64, seed: 3 });
-    const targets = [[3, 7, 2, 9], [5, 5, 1, 12]];
-    const tasks = targets.map((target, i) => ({ id: `t${i}`, prompt: [14, i], reward: (c: { ids: number[] }) => targetSequenceReward(c.ids, target) }));
-    const loop = new Trainer({
-      config: { steps: 250, batchSize: 2, groupSize: 32, maxStaleness: 0, credit: { kind: 'outcome' }, advantage: { estimator: 'grpo', groupBy: ['prompt'] }, loss: { kind: 'ppo' } },
-      engine, trainer: new InProcessTrainer(trainer), source: cycle(tasks), workflow: singleTurnWorkflow(engine, { maxTokens: 4, temperature: 1 }),
+    // Evaluation: fresh samples at temperature 1.
+    const { firstReward, steps, meanEval } = await grpoTargetRun({
+      engine, trainer, prompts: [[14, 0], [14, 1]], targets: [[3, 7, 2, 9], [5, 5, 1, 12]],
+      sampling: { maxTokens: 4, temperature: 1 }, evalSampling: { maxTokens: 4 },
     });
-    const first = await loop.step();
-    expect(first.meanReward).toBeLessThan(0.3); // chance is 1/16 per position
-    let last = first.meanReward;
-    let steps = 1;
-    for (; steps < 250 && last < 0.97; steps++) last = (await loop.step()).meanReward;
-    await loop.finish();
-    // Evaluate on fresh samples at temperature 1.
-    const evalTasks = tasks.flatMap((t) => Array.from({ length: 32 }, () => t));
-    const outs = await Promise.all(evalTasks.map((t) => engine.generate(t.prompt, { maxTokens: 4 })));
-    const meanEval = outs.reduce((a, o, i) => a + evalTasks[i]!.reward(o), 0) / outs.length;
+    expect(firstReward).toBeLessThan(0.3); // chance is 1/16 per position
     expect(meanEval, `after ${steps} steps`).toBeGreaterThanOrEqual(0.9);
   });
 

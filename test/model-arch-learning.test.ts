@@ -19,12 +19,9 @@ import { HfTokenizer } from '../src/engine/hf-tokenizer.ts';
 import { JsBackend } from '../src/engine/js-backend.ts';
 import { loadNativeBackend } from '../src/engine/native.ts';
 import { BuiltinTrainer } from '../src/train/builtin-trainer.ts';
-import { Trainer } from '../src/train/trainer.ts';
-import { InProcessTrainer } from '../src/train/policy-trainer.ts';
-import { cycle, singleTurnWorkflow } from '../src/agents/single-turn.ts';
-import { targetSequenceReward } from '../src/envs/target-sequence.ts';
 import type { Backend } from '../src/engine/backend.ts';
 import { tinyArch } from './helpers/tiny-models.ts';
+import { grpoTargetRun } from './helpers/grpo-target-run.ts';
 
 const tokenizer = HfTokenizer.fromDirectory(join(import.meta.dirname, 'fixtures', 'tiny-bpe'));
 const arch = tinyArch('llama'); // hidden 32, 2 layers, 4 query / 2 KV heads, SwiGLU 48, llama3 RoPE, tied
@@ -47,20 +44,8 @@ describe.each(PATHS.map((b) => [b.name, b] as const))('learning with a Llama-fam
     for (const id of targets.flat()) allowed[id] = 1;
     for (let id = 100; allowed.reduce((a, b) => a + b, 0) < 16; id++) allowed[id] = 1;
     const sampling = { maxTokens: 4, temperature: 1, constraint: () => allowed };
-    const tasks = targets.map((target, i) => ({ id: `t${i}`, prompt: chat(i === 0 ? 'greet' : 'animal'), reward: (c: { ids: number[] }) => targetSequenceReward(c.ids, target) }));
-    const loop = new Trainer({
-      config: { steps: 250, batchSize: 2, groupSize: 32, maxStaleness: 0, credit: { kind: 'outcome' }, advantage: { estimator: 'grpo', groupBy: ['prompt'] }, loss: { kind: 'ppo' } },
-      engine, trainer: new InProcessTrainer(trainer), source: cycle(tasks), workflow: singleTurnWorkflow(engine, sampling),
-    });
-    const first = await loop.step();
-    expect(first.meanReward).toBeLessThan(0.3); // chance is 1/16 per position
-    let last = first.meanReward;
-    let steps = 1;
-    for (; steps < 250 && last < 0.97; steps++) last = (await loop.step()).meanReward;
-    await loop.finish();
-    const evalTasks = tasks.flatMap((t) => Array.from({ length: 32 }, () => t));
-    const outs = await Promise.all(evalTasks.map((t) => engine.generate(t.prompt, sampling)));
-    const meanEval = outs.reduce((a, o, i) => a + evalTasks[i]!.reward(o), 0) / outs.length;
+    const { firstReward, steps, meanEval } = await grpoTargetRun({ engine, trainer, prompts: [chat('greet'), chat('animal')], targets, sampling, evalSampling: sampling });
+    expect(firstReward).toBeLessThan(0.3); // chance is 1/16 per position
     expect(meanEval, `after ${steps} steps`).toBeGreaterThanOrEqual(0.9);
   }, 120_000);
 });
