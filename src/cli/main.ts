@@ -9,6 +9,7 @@ import { registerIndexCommands } from './index-build.ts';
 import { registerServeCommands } from './serve.ts';
 import { registerGenerate } from './generate.ts';
 import { registerExport } from './export.ts';
+import { registerWorker } from './worker.ts';
 import { createRequire } from 'node:module';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -77,6 +78,7 @@ registerIndexCommands(program);
 registerServeCommands(program);
 registerGenerate(program);
 registerExport(program);
+registerWorker(program);
 
 if (process.argv.length <= 2) {
   program.outputHelp();

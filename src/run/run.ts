@@ -80,7 +80,7 @@ export interface TrainRunResult {
 }
 
 /** What a task contributes to the loop: tokenizer, engine, trainer, workflow and a resumable source. */
-interface TaskParts<Item> {
+export interface TaskParts<Item> {
   tokenizer: SerializableTokenizer | null;
   engine: BuiltinEngine;
   trainer: BuiltinTrainer;
@@ -128,7 +128,7 @@ export async function loadRunModel(m: PathModelSection, backend: Backend): Promi
   return { pretrained: { model: loaded.model, tokenizer, ...(m.lora ? { lora: m.lora } : {}) }, resolved };
 }
 
-function trialParts(cfg: RunConfig, backend: Backend, pretrained: PretrainedPolicy | null): TaskParts<TrialItem> {
+export function trialParts(cfg: RunConfig, backend: Backend, pretrained: PretrainedPolicy | null): TaskParts<TrialItem> {
   const evalOpponents = cfg.eval.opponents ?? [];
   const setup = buildMetaSetup({
     env: cfg.task, envOptions: cfg.envOptions,
@@ -144,7 +144,7 @@ function trialParts(cfg: RunConfig, backend: Backend, pretrained: PretrainedPoli
   };
 }
 
-function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
+export function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTask> {
   const vocabSize = cfg.toolAgent.vocabSize;
   const model = { ...(builtinModelOf(cfg) as Omit<ModelConfigInput, 'vocabSize'>), vocabSize };
   const trainer = new BuiltinTrainer(new Transformer(model, backend, cfg.seed), cfg.optimizer as never);
@@ -169,7 +169,7 @@ interface SearchParts extends TaskParts<SearchItem> {
   evalItems: SearchItem[];
 }
 
-async function searchParts(cfg: RunConfig, backend: Backend, out: string, pretrained: PretrainedPolicy | null): Promise<SearchParts> {
+export async function searchParts(cfg: RunConfig, backend: Backend, out: string, pretrained: PretrainedPolicy | null): Promise<SearchParts> {
   const task = cfg.search ?? SearchTaskSchema.parse({});
   const worlds = searchWorlds(task);
   let tokenizer: SerializableTokenizer, trainer: BuiltinTrainer, engine: BuiltinEngine;
