@@ -2,6 +2,9 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { Bm25Index } from '../tools/bm25-index.ts';
 import { startRetrievalServer } from '../tools/retrieval-server.ts';
+import { registerServeInference } from './serve-inference.ts';
+import { registerServeGateway } from '../gateway/cli.ts';
+import { registerServeTrainer } from './serve-trainer.ts';
 
 export interface ServeRetrievalCliOptions {
   index: string;
@@ -34,7 +37,7 @@ export async function runServeRetrieval(o: ServeRetrievalCliOptions): Promise<vo
 }
 
 export function registerServeCommands(program: Command): void {
-  const serve = program.command('serve').description('Serve the search agent\'s tools over HTTP.');
+  const serve = program.command('serve').description('Serve over HTTP: the search agent\'s tools (retrieval), the built-in engine with vLLM/SGLang-shaped endpoints (inference), an OpenAI-compatible agent gateway (gateway), the Tinker training API (trainer).');
   serve
     .command('retrieval')
     .description('Serve a BM25 index (from `agentrl index build`) with the ASearcher/Search-R1 retrieval API: POST /retrieve {"queries", "topk", "return_scores"}, POST /access {"urls"}, GET /health.')
@@ -44,4 +47,7 @@ export function registerServeCommands(program: Command): void {
     .action(async (o: ServeRetrievalCliOptions) => {
       await runServeRetrieval(o);
     });
+  registerServeInference(serve);
+  registerServeGateway(serve);
+  registerServeTrainer(serve);
 }
