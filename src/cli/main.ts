@@ -9,6 +9,7 @@ import { registerIndexCommands } from './index-build.ts';
 import { registerServeCommands } from './serve.ts';
 import { registerGenerate } from './generate.ts';
 import { registerExport } from './export.ts';
+import { registerDashboard } from './dashboard.ts';
 import { registerWorker } from './worker.ts';
 import { createRequire } from 'node:module';
 
@@ -78,6 +79,7 @@ registerIndexCommands(program);
 registerServeCommands(program);
 registerGenerate(program);
 registerExport(program);
+registerDashboard(program);
 registerWorker(program);
 
 if (process.argv.length <= 2) {
