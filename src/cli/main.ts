@@ -11,6 +11,7 @@ import { registerGenerate } from './generate.ts';
 import { registerExport } from './export.ts';
 import { registerDashboard } from './dashboard.ts';
 import { registerWorker } from './worker.ts';
+import { registerPlot } from './plot.ts';
 import { createRequire } from 'node:module';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -34,14 +35,15 @@ function collect(v: string, prev: string[]): string[] {
 
 program
   .command('train')
-  .description('Train any built-in task (bandit, kuhn, tictactoe, sokoban, rps, toy-tool, search) from a YAML/JSON config, synchronously (trainer.maxStaleness 0) or asynchronously, with or without a population; writes config.json, metrics.jsonl, checkpoint/, eval.json and plot.svg to the run directory. Examples: examples/configs/*.yaml.')
+  .description('Train any built-in task (bandit, kuhn, tictactoe, sokoban, rps, toy-tool, search) from a YAML/JSON config, synchronously (trainer.maxStaleness 0) or asynchronously, with or without a population; writes config.json, metrics.jsonl, checkpoint/, eval.json, plot.svg, plot.png and tb/ (TensorBoard) to the run directory. Examples: examples/configs/*.yaml.')
   .argument('<config>', 'run config (YAML or JSON)')
   .option('--out <dir>', 'run directory (default runs/<config name>)')
   .option('--set <key=value>', 'override a config field by its dotted path, e.g. --set trainer.steps=10 (repeatable)', collect, [])
   .option('--resume', 'continue from the run directory\'s checkpoint (the config must be unchanged)')
   .option('--model <path>', 'train a pretrained model (a Hugging Face directory or a .gguf file) with its own tokenizer: sets model to { path } before --set (e.g. --set model.lora.rank=8)')
-  .action(async (config: string, o: { out?: string; set: string[]; resume?: boolean; model?: string }) => {
-    await runTrainCommand(config, { out: o.out, set: o.set, resume: !!o.resume, model: o.model });
+  .option('--json', 'print JSON lines on stdout (start, one per step, a final summary) instead of a progress bar or plain lines')
+  .action(async (config: string, o: { out?: string; set: string[]; resume?: boolean; model?: string; json?: boolean }) => {
+    await runTrainCommand(config, { out: o.out, set: o.set, resume: !!o.resume, model: o.model, json: !!o.json });
   });
 
 program
@@ -81,6 +83,7 @@ registerGenerate(program);
 registerExport(program);
 registerDashboard(program);
 registerWorker(program);
+registerPlot(program);
 
 if (process.argv.length <= 2) {
   program.outputHelp();

@@ -18,6 +18,7 @@ import { generateWorlds, worldDocs, type KbWorld, type WorldsOptions } from '../
 import { ChatJsonClient, kbRelatedDoc, llmOperators, ruleOperators, type SynthOperators } from '../synth/operators.ts';
 import { llmChecks, ruleChecks, type SynthChecks } from '../synth/checks.ts';
 import { seedQa, synthesize } from '../synth/agent.ts';
+import { Progress, progressMode } from './progress.ts';
 
 function int(v: string): number {
   const n = Number(v);
@@ -119,8 +120,11 @@ export interface QaLine {
   source: 'synth';
 }
 
-/** Synthesise `count` QAs over one world, target hops cycling through minHops..maxHops; write them as JSONL. */
-export async function runSynthQa(o: QaCliOptions): Promise<{ lines: QaLine[] }> {
+/**
+ * Synthesise `count` QAs over one world, target hops cycling through minHops..maxHops; write them as
+ * JSONL. `onQa` is called after each QA (progress: QAs done, seed QAs tried so far).
+ */
+export async function runSynthQa(o: QaCliOptions, onQa?: (done: number, attempts: number) => void): Promise<{ lines: QaLine[] }> {
   const worldOpts = o.kb ? loadWorldsFile(o.kb).options : worldsOptions(o);
   const world = generateWorlds(worldOpts).find((w) => w.name === o.world);
   if (!world) throw new Error(`--world ${o.world}: no such world (the worlds are ${worldOpts.worlds.join(', ')})`);
@@ -146,10 +150,12 @@ export async function runSynthQa(o: QaCliOptions): Promise<{ lines: QaLine[] }> 
   const rng = new Rng(((o.qaSeed ?? worldOpts.seed) ^ 0x2545f491) >>> 0);
   const lines: QaLine[] = [];
   const span = o.maxHops - o.minHops + 1;
+  let tried = 0;
   for (let i = 0; i < o.count; i++) {
     const targetHops = o.minHops + (i % span);
     let line: QaLine | undefined;
     for (let a = 0; a < o.attempts && !line; a++) {
+      tried++;
       const seed = seedQa(world, rng, `${world.name}-synth-${i}`);
       const r = await synthesize(seed, { seed: rng.nextU32(), targetHops, maxSteps: o.maxSteps, pInject: o.pInject, operators, checks });
       if (r.status !== 'done') continue;
@@ -157,6 +163,7 @@ export async function runSynthQa(o: QaCliOptions): Promise<{ lines: QaLine[] }> 
     }
     if (!line) throw new Error(`no ${targetHops}-hop QA #${i} after ${o.attempts} seed QAs (world '${world.name}' too small, or --max-steps ${o.maxSteps} / --p-inject ${o.pInject} too low)`);
     lines.push(line);
+    onQa?.(lines.length, tried);
   }
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileSync(o.out, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
@@ -200,15 +207,19 @@ export function registerSynth(program: Command): void {
     .option('--llm-url <url>', 'OpenAI-compatible base URL for --ops llm, e.g. http://127.0.0.1:8000/v1')
     .option('--llm-model <name>', 'model name for --ops llm')
     .option('--llm-key-env <var>', 'environment variable holding the bearer key for --ops llm', 'OPENAI_API_KEY')
-    .action(async (o: QaCliOptions, cmd: Command) => {
+    .option('--json', 'print JSON lines on stdout (one per QA, a final summary) instead of a progress bar or plain lines')
+    .action(async (o: QaCliOptions & { json?: boolean }, cmd: Command) => {
       if (o.kb) {
         const clash = ['seed', 'perType', 'worlds', 'poolSize'].filter((k) => cmd.getOptionValueSource(k) === 'cli');
         if (clash.length > 0) throw new Error(`--kb gives the world options; drop ${clash.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} (use --qa-seed for the synthesis seed)`);
       }
-      const { lines } = await runSynthQa(o);
+      const progress = new Progress({ label: 'synthesising', unit: 'QAs', total: o.count, mode: progressMode({ json: o.json }), labels: { seedQasTried: 'seed QAs tried' } });
+      progress.start(0);
+      const { lines } = await runSynthQa(o, (done, tried) => progress.update(done, { seedQasTried: tried })).finally(() => progress.stop());
       const byHops = new Map<number, number>();
       for (const l of lines) byHops.set(l.hops, (byHops.get(l.hops) ?? 0) + 1);
       const hist = [...byHops].sort((a, b) => a[0] - b[0]).map(([h, n]) => `${h} hops: ${n}`).join(', ');
-      console.log(`wrote ${lines.length} QAs over world '${o.world}' to ${o.out} (${hist})`);
+      if (o.json) progress.event({ event: 'summary', out: o.out, world: o.world, qas: lines.length, byHops: Object.fromEntries([...byHops].sort((a, b) => a[0] - b[0])), seconds: progress.timing().elapsedSeconds });
+      else console.log(`wrote ${lines.length} QAs over world '${o.world}' to ${o.out} (${hist})`);
     });
 }
