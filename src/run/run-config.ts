@@ -20,6 +20,9 @@ import { TrainerConfigSchema } from '../train/trainer.ts';
 import { OpponentWeightSchema } from '../train/trial-source.ts';
 import { PopulationSectionSchema } from '../train/population.ts';
 import { SearchTaskSchema } from './search-task.ts';
+import { LogSectionSchema } from './trajectory-log.ts';
+import { RolloutSectionSchema } from '../train/redis/config.ts';
+import { TrainerServiceSchema, tinkerLossPlan } from '../train/remote/tinker-trainer.ts';
 
 /** Built-in tasks: MAGE trial environments and the toy tool agent. */
 export const TRIAL_TASKS = ['bandit', 'kuhn', 'tictactoe', 'sokoban', 'rps'] as const;
@@ -145,6 +148,12 @@ export const RunConfigSchema = z
     eval: EvalSectionSchema.default({}),
     /** Population-based training with a league (trial tasks only); absent = one learner. */
     population: PopulationSectionSchema.optional(),
+    /** What the run directory records beyond metrics: sampled trajectories for `agentrl dashboard`. */
+    log: LogSectionSchema.default({}),
+    /** Where rollouts run: in-process (default) or on `agentrl worker` processes over Redis Streams. */
+    rollout: RolloutSectionSchema.optional(),
+    /** Train on a Tinker-compatible service (hosted Tinker, SkyRL, `agentrl serve trainer`) instead of the built-in trainer. */
+    trainerService: TrainerServiceSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -156,6 +165,16 @@ export const RunConfigSchema = z
     if (c.search && c.task !== 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['search'], message: `a search section configures task 'search', but task is '${c.task}'` });
     if (c.task === 'search' && c.trainer.credit.kind !== 'outcome') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the search agent's sequences share their trajectory's reward: use credit kind 'outcome'" });
     if (c.population && c.task === 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not search' });
+    if (c.population && c.rollout?.kind === 'redis') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['rollout', 'kind'], message: 'population training runs its learners in-process; remove the rollout section or the population section' });
+    if (c.trainerService) {
+      if (c.population) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainerService'], message: 'population training runs its learners on the built-in trainer; remove trainerService or population' });
+      if (c.worker) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['worker'], message: 'with a trainerService the training runs on the service (the main thread keeps generating while it does); remove worker' });
+      try {
+        tinkerLossPlan(c.trainer.loss);
+      } catch (e) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'loss'], message: (e as Error).message });
+      }
+    }
     if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
     if (isPathModel(c.model)) {
       if (c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model', 'path'], message: "the toy tool agent speaks in raw token ids (toolAgent.vocabSize), not text: it trains the built-in model only; remove model.path or pick a text task" });

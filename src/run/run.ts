@@ -39,7 +39,11 @@ import { engineTokenizer, loadModel, type LoadedModel } from '../engine/load-mod
 import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
 import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
 import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
-import { lineChartSvg } from '../eval/plot.ts';
+import { writeRunPlots } from '../eval/run-plots.ts';
+import { createTrajectoryLog, opponentStats, withCredit } from './trajectory-log.ts';
+import { openRedisRollout, type RedisRollout } from '../train/redis/redis-rollout.ts';
+import { createTinkerTrainer } from '../train/remote/tinker-trainer.ts';
+import { writeTensorBoard } from '../eval/tensorboard.ts';
 import { BuiltinTrainer } from '../train/builtin-trainer.ts';
 import { buildMetaSetup, envFactory, policyFromModel, type PretrainedPolicy } from '../train/meta-setup.ts';
 import { loraTargets } from '../train/lora.ts';
@@ -217,7 +221,8 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   if (cfg.population) throw new Error('trainRun: configs with a population section run through trainPopulationRun (agentrl train does this)');
   // Overlapped generation and training split the cores (as AReaL splits GPUs): each side gets half
   // (AGENTRL_THREADS, when set, is per side); synchronous runs give both phases every core in turn.
-  const useWorker = cfg.worker ?? cfg.trainer.maxStaleness > 0;
+  // A trainer service trains remotely: no worker thread (its HTTP calls leave the main thread free).
+  const useWorker = !cfg.trainerService && (cfg.worker ?? cfg.trainer.maxStaleness > 0);
   const sideThreads = Number(process.env.AGENTRL_THREADS) || Math.max(1, Math.floor(availableParallelism() / 2));
   const backend = o.backend ?? (useWorker && process.env.AGENTRL_BACKEND !== 'js' ? (loadNativeBackend({ threads: sideThreads, ...(process.env.AGENTRL_GEMM ? { gemm: process.env.AGENTRL_GEMM } : {}) }) ?? defaultBackend()) : defaultBackend());
   mkdirSync(o.out, { recursive: true });
@@ -239,6 +244,9 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   let untrained: EvalReport | null = null;
   let untrainedTool: number | null = null;
   let untrainedSearch: SearchEvalSection | null = null;
+  if (o.resume && cfg.trainerService && existsSync(join(ckDir, 'manifest.json'))) {
+    throw new Error('--resume: this run trains on a trainerService, whose optimizer state lives on the service; resuming it is not supported yet (start a new run directory)');
+  }
   if (o.resume && existsSync(join(ckDir, 'manifest.json'))) {
     const saved = JSON.parse(readFileSync(configPath, 'utf8')) as unknown;
     if (canonicalJson(parseRunConfig(saved)) !== canonicalJson(cfg)) throw new Error(`--resume: the config differs from the one this run was started with (${configPath}); resume with the same config or start a new run directory`);
@@ -296,16 +304,52 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     });
     await worker.ready();
     policy = worker;
+  } else if (cfg.trainerService) {
+    const service = await createTinkerTrainer(cfg.trainerService, { model: parts.trainer.model, optimizer: cfg.optimizer as never });
+    // The service's copy of the model is version 0 for the local sampler; the local trainer holds the
+    // service's latest weights so checkpoints and the final evaluation see them.
+    const initial = await service.initialWeights();
+    parts.trainer.model.params.set(initial);
+    parts.engine.setWeights(initial, state.version);
+    policy = {
+      version: () => service.version(),
+      train: async (minibatches, loss) => {
+        const step = await service.train(minibatches, loss);
+        parts.trainer.model.params.set(step.weights);
+        return step;
+      },
+      close: () => service.close(),
+    };
   } else {
     policy = new InProcessTrainer(parts.trainer);
   }
-  const loop = new Trainer<unknown>({
+  // Rollouts on `agentrl worker` processes over Redis: the controller (admission, staleness, retries)
+  // stays here; tasks and trajectories travel through Redis Streams, weights through files on disk.
+  const ro = cfg.rollout?.kind === 'redis' ? cfg.rollout : null;
+  let redis: RedisRollout<unknown> | null = null;
+  try {
+    if (ro) redis = await openRedisRollout<unknown>({ url: ro.url!, key: ro.key!, engine: parts.engine, weightsDir: resolve(ro.weightsDir ?? join(o.out, 'weights')), keepWeights: ro.keepWeights, log: (m: string) => console.warn(m) });
+  } catch (e) {
+    await worker?.close();
+    throw e;
+  }
+  // Sampled trajectories (with their credited returns and advantages) for `agentrl dashboard`, and
+  // per-opponent win rates in metrics.jsonl.
+  const trajLog = createTrajectoryLog(o.out, cfg.log.trajectories);
+  const decode = (ids: number[]) => ids.map((id) => parts.engine.tokenizer.tokenString(id));
+  let byOpponent: ReturnType<typeof opponentStats> = {};
+  const loop: Trainer<unknown> = new Trainer<unknown>({
     config: { ...cfg.trainer },
-    engine: parts.engine,
+    engine: redis?.engine ?? parts.engine,
     trainer: policy,
     source: parts.source(state.admittedGroups),
-    workflow: parts.workflow,
+    workflow: redis?.workflow ?? parts.workflow,
     initialVersion: state.version,
+    onBatch: (samples, groups) => {
+      const trajectories = groups.flatMap((g) => g.trajectories);
+      byOpponent = opponentStats(trajectories);
+      trajLog.record(state.steps, withCredit(trajectories, samples), decode, { trainerVersion: loop.version() });
+    },
   });
   const t0 = performance.now();
   const history: StepMetrics[] = [];
@@ -314,7 +358,8 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     const loopState: LoopState = { version: loop.version(), admittedGroups: loop.admittedGroups(), steps: state.steps };
     await saveTrainerCheckpoint(ckDir, parts.trainer, {
       tokenizer: parts.tokenizer,
-      rng: cfg.trainer.maxStaleness === 0 ? { sampler: parts.engine.rngState() } : {},
+      // Sampling on Redis workers has no sampler state here to resume from.
+      rng: cfg.trainer.maxStaleness === 0 && !redis ? { sampler: parts.engine.rngState() } : {},
       trainerState: { loop: loopState, config: cfg },
     });
   };
@@ -325,14 +370,17 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
       state.steps++;
       ran++;
       history.push(m);
-      appendFileSync(metricsPath, JSON.stringify(metricsLine(m)) + '\n');
+      appendFileSync(metricsPath, JSON.stringify({ ...metricsLine(m), byOpponent }) + '\n');
       o.onStep?.(m, cfg);
       const due = cfg.checkpointEvery > 0 && state.steps % cfg.checkpointEvery === 0;
       if (due || state.steps === cfg.trainer.steps) await save();
     }
   } finally {
     await loop.finish();
+    // Closing marks the run done in Redis: its workers exit.
+    await redis?.close();
     await worker?.close();
+    if (cfg.trainerService) await policy.close();
   }
   const wallSeconds = (performance.now() - t0) / 1000;
   if (state.steps < cfg.trainer.steps) {
@@ -396,18 +444,18 @@ export function metricsLine(m: StepMetrics): Record<string, unknown> {
   return { ...rest, clipFrac: trainer.clipFrac, clipFracMax: trainer.clipFracMax, entropy: trainer.entropy, kl: trainer.kl, minibatches: trainer.minibatches };
 }
 
-/** plot.svg: the trajectory reward and per-episode rewards over steps. */
+/**
+ * The run's figure (plot.svg, plot.png: src/eval/run-plots.ts) and its metrics as TensorBoard event
+ * files (tb/: src/eval/tensorboard.ts), the same as `agentrl plot RUN`. A failure here (a PNG
+ * renderer that cannot load, a full disk) is a warning: the run itself is done and saved.
+ */
 export function writePlot(out: string, cfg: RunConfig): void {
-  const path = join(out, 'metrics.jsonl');
-  if (!existsSync(path)) return;
-  const rows = readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { meanReward: number; episodeReward: number[] });
-  if (rows.length === 0) return;
-  const smooth = (xs: number[]) => xs.map((_, i) => {
-    const w = xs.slice(Math.max(0, i - 9), i + 1);
-    return w.reduce((a, b) => a + b, 0) / w.length;
-  });
-  const series = [{ name: 'trajectory reward (10-step mean)', values: smooth(rows.map((r) => r.meanReward)), errors: [] as number[] }];
-  const K = Math.max(0, ...rows.map((r) => r.episodeReward.length));
-  if (K > 1) for (let k = 0; k < K; k++) series.push({ name: `episode ${k}`, values: smooth(rows.map((r) => r.episodeReward[k] ?? Number.NaN)), errors: [] });
-  writeFileSync(join(out, 'plot.svg'), lineChartSvg(`${cfg.name ?? cfg.task}: training reward`, 'step', 'mean reward', series));
+  if (!existsSync(join(out, 'metrics.jsonl'))) return;
+  for (const [what, write] of [['plot', () => writeRunPlots(out, { title: cfg.name ?? cfg.task })], ['TensorBoard export', () => writeTensorBoard(out)]] as const) {
+    try {
+      write();
+    } catch (e) {
+      console.warn(`agentrl train: could not write the ${what} of ${out}: ${(e as Error).message} (retry with: agentrl plot ${out})`);
+    }
+  }
 }
