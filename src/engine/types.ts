@@ -50,6 +50,11 @@ export interface SamplingParams {
    * an error named 'AbortError' carrying the tokens sampled so far.
    */
   signal?: AbortSignal;
+  /**
+   * Routing hint for remote engines: requests with the same affinity (e.g. one trajectory's calls)
+   * go to the same server, to reuse its prefix cache. The built-in engine ignores it.
+   */
+  affinity?: string;
 }
 
 /** A completion plus the masks it was sampled under (needed to recompute its logprobs exactly). */
