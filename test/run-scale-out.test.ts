@@ -13,6 +13,7 @@ import { loadTrainerCheckpoint } from '../src/train/trainer-checkpoint.ts';
 import { parseRunConfig } from '../src/run/run-config.ts';
 import { toolParts, trainRun } from '../src/run/run.ts';
 import { startTrainerServer } from '../src/serve/trainer-server.ts';
+import { startInferenceServer } from '../src/serve/inference-server.ts';
 import { RolloutWorker } from '../src/train/redis/worker.ts';
 import { startRedis, uniqueKey, type TestRedis } from './fixtures/redis/redis-server.ts';
 
@@ -79,7 +80,7 @@ describe('agentrl train with rollout: {kind: redis}', () => {
     const parsed = parseRunConfig(cfg);
     const workers = await Promise.all([0, 1].map(async (i) => {
       const parts = toolParts(parsed, defaultBackend());
-      return RolloutWorker.open<unknown>({ url: redis.url, key, name: `w${i}`, workflow: parts.workflow, engine: parts.engine, concurrency: 4, visibilityMs: 5000, tickMs: 100 });
+      return RolloutWorker.open<unknown>({ url: redis.url, key, name: `w${i}`, workflow: parts.workflow as never, engine: parts.engine, concurrency: 4, visibilityMs: 5000, tickMs: 100 });
     }));
     const runs = workers.map((w) => w.run());
     const dir = mkdtempSync(join(tmpdir(), 'run-redis-'));
@@ -100,4 +101,45 @@ describe('agentrl train with rollout: {kind: redis}', () => {
     }
     expect(new Set(ids).size).toBe(ids.length);
   }, 120_000);
+});
+
+describe('agentrl train with engine: {kind: vllm|sglang} (remote inference servers)', () => {
+  for (const kind of ['vllm', 'sglang'] as const) {
+    it(`${kind}: rollouts on two agentrl serve inference servers, which load every new version's weights`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), `run-remote-${kind}-`));
+      // Two servers of the run's own starting model (same config and seed), as a fleet would be started.
+      const servers = await Promise.all([0, 1].map(async (i) => {
+        const p = toolParts(parseRunConfig(toyConfig()), defaultBackend());
+        const srv = await startInferenceServer({ engine: p.engine, model: p.engine.model, tokenizer: p.engine.tokenizer, port: 0, modelName: `s${i}` });
+        return { srv, engine: p.engine };
+      }));
+      try {
+        const cfg = toyConfig({ engine: { kind, urls: servers.map((s) => s.srv.url), weightSyncDir: join(dir, 'weights') }, eval: { trials: 8, seed: 7 } });
+        const result = await trainRun(cfg, { out: join(dir, 'run') });
+        expect(result.steps).toBe(3);
+        for (const m of result.history) expect(m.trajectories).toBe(16);
+        // Both servers sampled, and both hold the final weights (version 3), equal to the checkpoint's.
+        const trained = (await loadTrainerCheckpoint(join(dir, 'run', 'checkpoint'), defaultBackend())).trainer.model.params;
+        for (const { engine } of servers) {
+          expect(engine.stats.tokensSampled).toBeGreaterThan(0);
+          expect(engine.version()).toBe(3);
+          let worst = 0;
+          for (let i = 0; i < trained.length; i++) worst = Math.max(worst, Math.abs(engine.model.params[i]! - trained[i]!));
+          expect(worst).toBe(0);
+        }
+        // The trained tokens carry the versions the servers reported (synchronous: the step's own).
+        const logged = readFileSync(join(dir, 'run', 'trajectories', 'step-000000.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { samples: { tokens: { versions: number[]; source: number[] } }[] });
+        const modelVersions = logged.flatMap((t) => t.samples.flatMap((s) => s.tokens.versions.filter((_, i) => s.tokens.source[i] === 1)));
+        expect(modelVersions.length).toBeGreaterThan(0);
+        expect(new Set(modelVersions)).toEqual(new Set([0]));
+        expect(result.toolEval?.trained).toBeTypeOf('number');
+      } finally {
+        for (const s of servers) await s.srv.close();
+      }
+    }, 120_000);
+  }
+
+  it('refuses constrained trials with a remote engine, naming the field', () => {
+    expect(() => parseRunConfig({ ...toyConfig(), task: 'bandit', toolAgent: undefined, engine: { kind: 'vllm', urls: ['http://127.0.0.1:1'] } })).toThrow(/trial\.constrained/);
+  });
 });

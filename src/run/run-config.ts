@@ -23,6 +23,7 @@ import { SearchTaskSchema } from './search-task.ts';
 import { LogSectionSchema } from './trajectory-log.ts';
 import { RolloutSectionSchema } from '../train/redis/config.ts';
 import { TrainerServiceSchema, tinkerLossPlan } from '../train/remote/tinker-trainer.ts';
+import { RemoteEngineSectionSchema } from '../engine/remote/config.ts';
 
 /** Built-in tasks: MAGE trial environments and the toy tool agent. */
 export const TRIAL_TASKS = ['bandit', 'kuhn', 'tictactoe', 'sokoban', 'rps'] as const;
@@ -154,6 +155,8 @@ export const RunConfigSchema = z
     rollout: RolloutSectionSchema.optional(),
     /** Train on a Tinker-compatible service (hosted Tinker, SkyRL, `agentrl serve trainer`) instead of the built-in trainer. */
     trainerService: TrainerServiceSchema.optional(),
+    /** Generate on vLLM/SGLang servers (or `agentrl serve inference`) instead of the built-in engine. */
+    engine: RemoteEngineSectionSchema.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -166,6 +169,12 @@ export const RunConfigSchema = z
     if (c.task === 'search' && c.trainer.credit.kind !== 'outcome') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'credit', 'kind'], message: "the search agent's sequences share their trajectory's reward: use credit kind 'outcome'" });
     if (c.population && c.task === 'search') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not search' });
     if (c.population && c.rollout?.kind === 'redis') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['rollout', 'kind'], message: 'population training runs its learners in-process; remove the rollout section or the population section' });
+    if (c.engine) {
+      const trialTask = (TRIAL_TASKS as readonly string[]).includes(c.task);
+      if (trialTask && c.trial.constrained) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trial', 'constrained'], message: 'constrained decoding runs inside the built-in engine; with remote inference servers (engine) set trial.constrained: false' });
+      if (c.population) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['engine'], message: 'population training samples every learner on the built-in engine; remove engine or population' });
+      if (c.rollout?.kind === 'redis') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['engine'], message: "Redis rollout workers sample on their own built-in engines; use either engine (remote inference servers) or rollout: {kind: redis}, not both" });
+    }
     if (c.trainerService) {
       if (c.population) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainerService'], message: 'population training runs its learners on the built-in trainer; remove trainerService or population' });
       if (c.worker) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['worker'], message: 'with a trainerService the training runs on the service (the main thread keeps generating while it does); remove worker' });

@@ -43,6 +43,9 @@ import { writeRunPlots } from '../eval/run-plots.ts';
 import { createTrajectoryLog, opponentStats, withCredit } from './trajectory-log.ts';
 import { openRedisRollout, type RedisRollout } from '../train/redis/redis-rollout.ts';
 import { createTinkerTrainer } from '../train/remote/tinker-trainer.ts';
+import { createRemoteEngine } from '../engine/remote/config.ts';
+import type { RemoteEngine } from '../engine/remote/remote-engine.ts';
+import type { InferenceEngine } from '../engine/types.ts';
 import { writeTensorBoard } from '../eval/tensorboard.ts';
 import { BuiltinTrainer } from '../train/builtin-trainer.ts';
 import { buildMetaSetup, envFactory, policyFromModel, type PretrainedPolicy } from '../train/meta-setup.ts';
@@ -89,6 +92,8 @@ export interface TaskParts<Item> {
   engine: BuiltinEngine;
   trainer: BuiltinTrainer;
   workflow: RolloutWorkflow<Item>;
+  /** The same workflow on another engine (a remote vLLM/SGLang fleet). */
+  workflowFor: (engine: InferenceEngine) => RolloutWorkflow<Item>;
   source: (start: number) => Iterator<Item>;
   modelConfig: ModelConfigInput;
 }
@@ -143,6 +148,7 @@ export function trialParts(cfg: RunConfig, backend: Backend, pretrained: Pretrai
   return {
     tokenizer: setup.tokenizer, engine: setup.engine, trainer: setup.trainer,
     workflow: trialWorkflow(setup.engine, setup.makeEnv, cfg.trial),
+    workflowFor: (engine) => trialWorkflow(engine, setup.makeEnv, cfg.trial),
     source: (start) => trialSource(mixSeed(cfg.seed, 0x50c), cfg.opponents, start),
     modelConfig: setup.trainer.model.config,
   };
@@ -156,6 +162,7 @@ export function toolParts(cfg: RunConfig, backend: Backend): TaskParts<ToyToolTa
   return {
     tokenizer: null, engine, trainer,
     workflow: toyToolWorkflow(engine, cfg.toolAgent),
+    workflowFor: (e) => toyToolWorkflow(e, cfg.toolAgent),
     source: (start) => {
       const it = toyToolTasks(mixSeed(cfg.seed, 0x70a1), vocabSize);
       for (let i = 0; i < start; i++) it.next();
@@ -191,6 +198,7 @@ export async function searchParts(cfg: RunConfig, backend: Backend, out: string,
   return {
     tokenizer, engine, trainer, task, tools, worlds,
     workflow: searchWorkflow(engine, tools, task.agent),
+    workflowFor: (e) => searchWorkflow(e, tools, task.agent),
     source: (start) => trainQuestions(worlds.train, mixSeed(cfg.seed, 0x5ea7), task.trainHops, start),
     modelConfig: trainer.model.config,
     evalItems: heldoutQuestions(worlds.heldout, cfg.eval.seed, task.eval.hops, cfg.eval.trials),
@@ -333,6 +341,20 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     await worker?.close();
     throw e;
   }
+  // Rollouts on a vLLM/SGLang fleet: the workflow runs here on the remote engine, which writes each
+  // new version's weights to disk and has the servers load them (interrupted requests resume).
+  let remote: RemoteEngine | null = null;
+  if (cfg.engine) {
+    remote = createRemoteEngine(cfg.engine, { tokenizer: parts.engine.tokenizer, model: parts.trainer.model, initialVersion: state.version });
+    try {
+      // The servers start from the trainer's weights (a fresh model, the SFT warm start, or the checkpoint).
+      await remote.syncWeights(Float32Array.from(parts.trainer.model.params), state.version);
+    } catch (e) {
+      await remote.close();
+      await worker?.close();
+      throw e;
+    }
+  }
   // Sampled trajectories (with their credited returns and advantages) for `agentrl dashboard`, and
   // per-opponent win rates in metrics.jsonl.
   const trajLog = createTrajectoryLog(o.out, cfg.log.trajectories);
@@ -340,10 +362,10 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   let byOpponent: ReturnType<typeof opponentStats> = {};
   const loop: Trainer<unknown> = new Trainer<unknown>({
     config: { ...cfg.trainer },
-    engine: redis?.engine ?? parts.engine,
+    engine: redis?.engine ?? remote ?? parts.engine,
     trainer: policy,
     source: parts.source(state.admittedGroups),
-    workflow: redis?.workflow ?? parts.workflow,
+    workflow: redis?.workflow ?? (remote ? parts.workflowFor(remote) : parts.workflow),
     initialVersion: state.version,
     onBatch: (samples, groups) => {
       const trajectories = groups.flatMap((g) => g.trajectories);
@@ -359,7 +381,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     await saveTrainerCheckpoint(ckDir, parts.trainer, {
       tokenizer: parts.tokenizer,
       // Sampling on Redis workers has no sampler state here to resume from.
-      rng: cfg.trainer.maxStaleness === 0 && !redis ? { sampler: parts.engine.rngState() } : {},
+      rng: cfg.trainer.maxStaleness === 0 && !redis && !remote ? { sampler: parts.engine.rngState() } : {},
       trainerState: { loop: loopState, config: cfg },
     });
   };
@@ -381,7 +403,13 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     await redis?.close();
     await worker?.close();
     if (cfg.trainerService) await policy.close();
+    if (remote) {
+      await remote.weightsSynced().catch((e: unknown) => console.warn(`agentrl train: the last weight update of the inference servers failed: ${(e as Error).message}`));
+      await remote.close();
+    }
   }
+  // Evaluation runs on the built-in engine: give it the trained weights when rollouts ran elsewhere.
+  if (remote || redis) parts.engine.setWeights(Float32Array.from(parts.trainer.model.params), loop.version());
   const wallSeconds = (performance.now() - t0) / 1000;
   if (state.steps < cfg.trainer.steps) {
     search?.tools.close();
