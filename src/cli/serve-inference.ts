@@ -14,6 +14,8 @@ import { latestCheckpoint, MANIFEST_FILE } from '../engine/checkpoint.ts';
 import { engineTokenizer, loadModel } from '../engine/load-model.ts';
 import { startInferenceServer, type InferenceServerOptions } from '../serve/inference-server.ts';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
+import { toyToolTokenizer } from '../agents/toy-tool-agent.ts';
+import type { Tokenizer } from '../engine/types.ts';
 
 export interface ServeInferenceCliOptions {
   model?: string;
@@ -43,9 +45,16 @@ async function loadForServing(o: ServeInferenceCliOptions): Promise<Loaded> {
   if (o.contextLength !== undefined) throw new Error('serve inference: --context-length applies to --model; a checkpoint keeps the context length it was trained with');
   const dir = await resolveCheckpoint(o.checkpoint!);
   const { trainer, tokenizer: saved, checkpoint } = await loadTrainerCheckpoint(dir, selectBackend());
-  if (!saved) throw new Error(`serve inference: checkpoint ${dir} has no tokenizer, so text prompts and decoded text cannot be served`);
   const model = trainer.model;
-  const tokenizer = engineTokenizer({ tokenizer: saved, model, path: dir });
+  let tokenizer: Tokenizer;
+  if (saved) {
+    tokenizer = engineTokenizer({ tokenizer: saved, model, path: dir });
+  } else {
+    // The toy tool agent speaks raw token ids and saves no tokenizer: its run config names the one it used.
+    const runCfg = (checkpoint.trainerState as { config?: { task?: string; toolAgent?: { vocabSize?: number } } } | undefined)?.config;
+    if (runCfg?.task !== 'toy-tool') throw new Error(`serve inference: checkpoint ${dir} has no tokenizer, so text prompts and decoded text cannot be served`);
+    tokenizer = toyToolTokenizer(runCfg.toolAgent?.vocabSize ?? model.config.vocabSize);
+  }
   const engine = new BuiltinEngine(model, tokenizer, engineOpts);
   // The engine starts at version 0; report the checkpoint's (idle, so this applies at once).
   engine.setWeights(model.params.slice(), checkpoint.weightVersion);
