@@ -1,9 +1,11 @@
 /**
  * The dashboard end to end, in a real browser (Debian's chromium driven by playwright-core; never a
- * downloaded browser build): a Kuhn poker run trains in a child process while the page is open; the
- * reward curve gains points as steps land; a logged trajectory opens and a model token's behaviour
- * logprob and policy version read from the page equal those in the run's trajectory file. A damaged
- * run (truncated metrics line, no checkpoint, a huge trajectory) still renders and shows its problems.
+ * downloaded browser build): a Kuhn poker run trains while the page is open — `agentrl train` itself,
+ * in a child process, logging trajectories at every step (--set log.trajectories.every=1) and
+ * per-opponent numbers in metrics.jsonl; the reward curve gains points as steps land; a logged
+ * trajectory opens and a model token's behaviour logprob and policy version read from the page equal
+ * those in the run's trajectory file. A damaged run (truncated metrics line, no checkpoint, a huge
+ * trajectory) still renders and shows its problems.
  *
  * Screenshots go to test-artifacts/dashboard/; with AGENTRL_WRITE_SCREENSHOTS=1 the README's two
  * (docs/images/dashboard.png, docs/images/trajectory.png) are written too.
@@ -19,6 +21,8 @@ import { startDashboard, type Dashboard } from '../src/dashboard/server.ts';
 import { createTrajectoryLog, type LoggedTrajectory } from '../src/run/trajectory-log.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** Kuhn poker meta-RL against three opponents, a tiny model, thousands of steps. */
+const LIVE_CONFIG = 'test/fixtures/dashboard/kuhn-live.yaml';
 const ARTIFACTS = 'test-artifacts/dashboard';
 const WRITE_DOCS = process.env.AGENTRL_WRITE_SCREENSHOTS === '1';
 
@@ -92,8 +96,9 @@ describe('dashboard in a browser', () => {
     const root = mkdtempSync(join(tmpdir(), 'agentrl-dashboard-e2e-'));
     const live = join(root, 'kuhn-live');
     damagedRun(join(root, 'damaged'));
-    // Far more steps than the test waits for, with a pause after each: the run is still training throughout.
-    child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/dashboard/train-live.ts', live, '500', '250'], {
+    // The CLI as a user runs it; the config has far more steps than the test waits for, so the run is
+    // still training throughout (it is killed at the end).
+    child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'train', LIVE_CONFIG, '--out', live, '--set', 'log.trajectories.every=1'], {
       env: { ...process.env, AGENTRL_THREADS: '1' }, stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -136,7 +141,7 @@ describe('dashboard in a browser', () => {
     await page.getByTestId('tab-tables').click();
     await poll(() => page.getByTestId('training-table').locator('tbody tr').count()).toBe(3);
 
-    // A trajectory of step 1 (logged at every step by the fixture run).
+    // A trajectory of step 1 (logged at every step: log.trajectories.every=1).
     await page.getByTestId('tab-trajectories').click();
     const row = page.locator('[data-testid="trajectory-row"][data-step="1"]').first();
     await row.waitFor({ timeout: 10_000 });
@@ -180,6 +185,9 @@ describe('dashboard in a browser', () => {
       copyFileSync(join(ARTIFACTS, 'trajectory-viewer.png'), 'docs/images/trajectory.png');
     }
     expect(child.exitCode, 'the run is still training at the end of the test').toBeNull();
+    const exited = new Promise((r) => child!.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
 
     // The damaged run renders, and says what is wrong with it.
     await page.goto(`${dash.url}#run=damaged&tab=trajectories`);

@@ -69,9 +69,10 @@ const evalCommand = program
   .option('--seed <n>', 'evaluation seed', int, 0)
   .option('--episodes <n>', 'episodes per trial (default: as trained)', int)
   .option('--opponents <list>', 'comma-separated opponents (default: as trained)')
-  .action(async (o: { checkpoint?: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string }) => {
+  .option('--json', 'print JSON lines on stdout (start, one per finished trial, a final summary) instead of a progress bar or plain lines and the table')
+  .action(async (o: { checkpoint?: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string; json?: boolean }) => {
     if (!o.checkpoint) throw new Error("eval: --checkpoint <dir> is required (or evaluate a search agent with 'agentrl eval search')");
-    await runEval({ ...o, checkpoint: o.checkpoint, opponents: o.opponents?.split(',').filter(Boolean) });
+    await runEval({ ...o, checkpoint: o.checkpoint, opponents: o.opponents?.split(',').filter(Boolean), json: !!o.json });
   });
 
 registerEvalSearch(evalCommand);

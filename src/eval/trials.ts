@@ -96,6 +96,15 @@ export interface EvalOptions {
   seed: number;
   makeEnv: (opponent: string) => TextEnv;
   trial: z.input<typeof TrialConfigSchema>;
+  /** Called as trials finish: `done` of `total` (opponents × trials), for a progress bar. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Counts finished trials for `onProgress` (a no-op without one). */
+function trialCounter(o: EvalOptions): () => void {
+  const total = o.opponents.length * o.trials;
+  let done = 0;
+  return o.onProgress ? () => o.onProgress!(++done, total) : () => {};
 }
 
 /**
@@ -104,7 +113,14 @@ export interface EvalOptions {
  */
 export async function evaluatePolicy(name: string, engine: InferenceEngine, o: EvalOptions): Promise<EvalReport> {
   const trialConfig = TrialConfigSchema.parse(o.trial);
-  const workflow = trialWorkflow(engine, o.makeEnv, trialConfig);
+  const play = trialWorkflow(engine, o.makeEnv, trialConfig);
+  const finished = trialCounter(o);
+  // Trials against one opponent run concurrently: each counts when its own trajectory is back.
+  const workflow: typeof play = async (item, ctx) => {
+    const t = await play(item, ctx);
+    finished();
+    return t;
+  };
   const opponents: OpponentEval[] = [];
   for (const opp of o.opponents) {
     const items: TrialItem[] = Array.from({ length: o.trials }, (_, i) => ({ opponent: opp, seed: evalSeed(o.seed, i) }));
@@ -129,6 +145,7 @@ export function evaluateRandom(o: EvalOptions): EvalReport {
 /** A scripted player in the same trial protocol and on the same seeds (deals) as evaluatePolicy. */
 export function evaluateScripted(name: string, play: ScriptedPlayer, o: EvalOptions): EvalReport {
   const trialConfig = TrialConfigSchema.parse(o.trial);
+  const finished = trialCounter(o);
   const opponents: OpponentEval[] = [];
   for (const opp of o.opponents) {
     const infos: TrialOutcome[] = [];
@@ -152,6 +169,7 @@ export function evaluateScripted(name: string, play: ScriptedPlayer, o: EvalOpti
         if (trialConfig.stopWhenWon && env.won()) break;
       }
       infos.push(info);
+      finished();
     }
     opponents.push(summarise(opp, infos, trialConfig.episodes, turns));
   }
