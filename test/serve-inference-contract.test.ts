@@ -129,7 +129,7 @@ describe('SGLang /generate', () => {
     expect(maxAbsDiff(m.output_token_logprobs.map((x: number[]) => x[0]), ref.logprobs)).toBeLessThanOrEqual(1e-6);
   });
 
-  it('stop_token_ids give finish_reason {type: stop, matched: id}; text prompts and batches; stream sends one event then [DONE]', async () => {
+  it('stop_token_ids give finish_reason {type: stop, matched: id}; text prompts and batches; stream sends an event per token, the whole answer, then [DONE]', async () => {
     const free = await post(`${s.url}/generate`, { input_ids: PROMPT, sampling_params: { max_new_tokens: 20, seed: 3 } });
     const stopId = free.json.output_ids[2];
     const stopped = await post(`${s.url}/generate`, { input_ids: PROMPT, sampling_params: { max_new_tokens: 20, seed: 3, stop_token_ids: [stopId] } });
@@ -143,9 +143,13 @@ describe('SGLang /generate', () => {
     const res = await fetch(`${s.url}/generate`, { method: 'POST', body: JSON.stringify({ input_ids: PROMPT, stream: true, sampling_params: { max_new_tokens: 3, seed: 3 } }) });
     expect(res.headers.get('content-type')).toBe('text/event-stream');
     const events = (await res.text()).split('\n\n').filter(Boolean);
-    expect(events).toHaveLength(2);
-    expect(JSON.parse(events[0]!.slice('data: '.length)).output_ids).toEqual(free.json.output_ids.slice(0, 3));
-    expect(events[1]).toBe('data: [DONE]');
+    expect(events).toHaveLength(5);
+    const data = events.slice(0, 4).map((e) => JSON.parse(e.slice('data: '.length)));
+    // SGLang's default stream: cumulative output_ids / text, finish_reason null until the last event.
+    expect(data.map((d) => d.output_ids)).toEqual([1, 2, 3, 3].map((n) => free.json.output_ids.slice(0, n)));
+    expect(data.map((d) => d.meta_info.finish_reason)).toEqual([null, null, null, { type: 'length', length: 3 }]);
+    expect(data[1].text).toBe(free.json.output_ids.slice(0, 2).join(' '));
+    expect(events[4]).toBe('data: [DONE]');
   });
 });
 

@@ -271,6 +271,7 @@ export class BuiltinEngine implements InferenceEngine {
         r.versions.push(this.currentVersion);
         r.masks.push(tok.mask); // the set the logprob is normalised over (constraint ∩ top-k/top-p)
         this.stats.tokensSampled++;
+        if (r.params.onToken) emitToken(r, tok.id, tok.logprob, this.currentVersion); // a throw fails this row only (caught below)
       } catch (e) {
         r.failure ??= e instanceof Error ? e : new Error(String(e));
       }
@@ -327,6 +328,16 @@ function invalidParams(p: SamplingParams, temperature: number): string | null {
   if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
   if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
   return null;
+}
+
+/** Call the request's onToken hook for the token just pushed; a throw becomes an error naming the hook. */
+function emitToken(r: Request, id: number, logprob: number, version: number): void {
+  const index = r.ids.length - 1;
+  try {
+    r.params.onToken!({ id, logprob, version, index });
+  } catch (e) {
+    throw new Error(`generate: the onToken hook threw at generated token ${index}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
 }
 
 /** The request's constraint mask for its next token, checked; throws a message naming the problem. */

@@ -31,6 +31,14 @@ export class ScriptedEngine implements InferenceEngine {
     let ids = this.tokenizer.encode(text);
     const cut = ids.length > params.maxTokens;
     if (cut) ids = ids.slice(0, params.maxTokens);
+    // The whole text is known at once: the hook sees every token now, in order.
+    ids.forEach((id, index) => {
+      try {
+        params.onToken?.({ id, logprob: 0, version: this.v, index });
+      } catch (e) {
+        throw new Error(`generate: the onToken hook threw at generated token ${index}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+    });
     return {
       ids, logprobs: ids.map(() => 0), versions: ids.map(() => this.v), text: this.tokenizer.decode(ids),
       finishReason: cut ? 'length' : 'stop', temperature: params.temperature ?? 1,

@@ -55,6 +55,26 @@ export interface SamplingParams {
    * go to the same server, to reuse its prefix cache. The built-in engine ignores it.
    */
   affinity?: string;
+  /**
+   * Per-token hook, for streaming: called synchronously, in sampling order, once for every sampled
+   * token of this request (`index` counts from 0 within this `generate` call), before the returned
+   * promise resolves; the token is also in the completion, with the same id, logprob and version.
+   * A hook that throws fails this request alone (`generate` rejects with its error as the cause).
+   * Engines that cannot stream (remote servers answer whole) call it for each token when the tokens
+   * arrive, possibly all at the end.
+   */
+  onToken?: (t: SampledToken) => void;
+}
+
+/** One sampled token as `SamplingParams.onToken` receives it. */
+export interface SampledToken {
+  id: number;
+  /** Behaviour logprob (as in `Completion.logprobs`). */
+  logprob: number;
+  /** Weight version that sampled it. */
+  version: number;
+  /** Position within this `generate` call's completion, from 0. */
+  index: number;
 }
 
 /** A completion plus the masks it was sampled under (needed to recompute its logprobs exactly). */

@@ -31,14 +31,20 @@
  * completion keeps every sampled token (the model learns to stop). The request's `model` is not
  * checked: the gateway serves one model, whatever name the agent was written with.
  *
- * The engine returns a completion whole, so a streamed answer's chunks (one per token) are sent when
- * the completion is done: the SSE protocol is OpenAI's, the latency is not incremental.
+ * Streaming (`stream: true`) is incremental: chunks leave as the engine samples tokens (its
+ * `onToken` hook), so the first arrives after the first token, not after the whole completion.
+ * `StreamedText` holds back what may still change: an incomplete UTF-8 character, a stop token
+ * until another token follows it, and an end of the text that could begin a stop string; tool-call
+ * text is held by `ToolCallStreamer` and the calls are sent when the completion is done. A call on a
+ * finished rollout is refused before the first byte; the call is recorded when the completion is
+ * done, and an error after the first byte (a failed generation, a rollout finished meanwhile) ends
+ * the stream with an SSE error event, as OpenAI does.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ChatTemplate, ChatTemplateError, type ChatMessage } from '../engine/chat-template.ts';
-import type { InferenceEngine, SampledCompletion, SamplingParams } from '../engine/types.ts';
+import type { InferenceEngine, SampledCompletion, SampledToken, SamplingParams } from '../engine/types.ts';
 import {
   ChatCompletionRequestSchema, CompletionRequestSchema, OpenAIError, RewardRequestSchema, checkUnsupported, contentText, parseRequest,
   type ChatCompletionRequest, type CompletionRequest,
@@ -176,10 +182,10 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
     };
   }
 
-  async function generate(prompt: number[], params: SamplingParams, signal: AbortSignal): Promise<Generated> {
+  async function generate(prompt: number[], params: SamplingParams, signal: AbortSignal, onToken?: (t: SampledToken) => void): Promise<Generated> {
     let c: SampledCompletion;
     try {
-      c = await engine.generate(prompt, { ...params, signal });
+      c = await engine.generate(prompt, { ...params, signal, ...(onToken ? { onToken } : {}) });
     } catch (e) {
       if (signal.aborted) throw new ClientGone();
       throw new OpenAIError(500, `generation failed: ${(e as Error).message}`);
@@ -193,6 +199,42 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
       if (s) text = text.slice(0, text.length - s.length);
     }
     return { c, visible, text, finish: c.finishReason === 'length' ? 'length' : 'stop' };
+  }
+
+  /** Refuse now what `recordCall` would refuse later: a streamed call must fail before its first byte. */
+  function checkRecordable(rolloutId: string | undefined): void {
+    if (rolloutId === undefined) return;
+    const rec = recorder.get(rolloutId);
+    if (rec && rec.reward !== null) throw new OpenAIError(409, `rollout ${rolloutId} is finished (its reward was reported); start a new rollout id for new calls`, 'rollout_id');
+  }
+
+  /**
+   * Generate with chunks sent as tokens are sampled. `onTokens(newlyVisible, piece)` runs for each
+   * sampled token: the visible tokens it made certain (0–2: a stop token is held until another
+   * follows) and the text that became safe to send; the SSE stream opens before the first call.
+   * Returns the finished generation and the stream (opened if no token came).
+   */
+  async function streamGeneration(
+    res: ServerResponse, prompt: number[], params: SamplingParams, signal: AbortSignal, rolloutId: string | undefined,
+    onStart: (sse: Sse) => void, onTokens: (sse: Sse, tokens: SampledToken[], piece: string, text: StreamedText) => void,
+  ): Promise<{ g: Generated; sse: Sse; text: StreamedText }> {
+    checkRecordable(rolloutId);
+    const text = new StreamedText((ids) => tokenizer.decode(ids), stopIds, params.stop ?? []);
+    let sse: Sse | null = null;
+    const open = (): Sse => {
+      if (!sse) {
+        sse = startSse(res);
+        onStart(sse);
+      }
+      return sse;
+    };
+    const g = await generate(prompt, params, signal, (t) => {
+      if (signal.aborted || res.destroyed) return; // the client is gone: generation is being aborted
+      const s = open();
+      const { tokens, piece } = text.push(t);
+      if (tokens.length > 0 || piece) onTokens(s, tokens, piece, text);
+    });
+    return { g, sse: open(), text };
   }
 
   function recordCall(rolloutId: string | undefined, g: Generated, endpoint: RecordedCall['endpoint'], prompt: number[], responseId: string, parsed?: ParsedToolCalls): void {
@@ -240,50 +282,52 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
       throw e;
     }
     const params = samplingParams(r, prompt.length, r.max_completion_tokens ?? r.max_tokens);
-    const g = await generate(prompt, params, signal);
     const id = `chatcmpl-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);
     const wantLogprobs = r.logprobs === true;
-    const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
 
     if (r.stream) {
       const streamer = new ToolCallStreamer();
-      // Record first: a finished rollout refuses the call before any byte is sent.
+      const chunk = (sse: Sse, delta: Record<string, unknown>, more: Record<string, unknown> = {}) =>
+        sse.send({ id, object: 'chat.completion.chunk', created, model: modelName, choices: [{ index: 0, delta, logprobs: null, finish_reason: null, ...more }] });
+      const logprobsOf = (tokens: readonly { id: number; logprob: number }[]) => ({ logprobs: { content: chatLogprobs(tokens.map((t) => t.id), tokens.map((t) => t.logprob)) } });
+      let reported = 0; // visible tokens whose logprobs were sent
+      const { g, sse, text } = await streamGeneration(res, prompt, params, signal, rolloutId,
+        (sse) => chunk(sse, { role: 'assistant', content: '' }),
+        (sse, tokens, piece, text) => {
+          const content = useTools ? (piece ? streamer.push(text.text).content : undefined) : piece;
+          reported += tokens.length;
+          if (wantLogprobs && tokens.length > 0) chunk(sse, { content: content ?? '' }, logprobsOf(tokens));
+          else if (content) chunk(sse, { content });
+        });
       const parsed = useTools ? parseToolCalls(g.text) : undefined;
       recordCall(rolloutId, g, 'chat.completions', prompt, id, parsed);
-      const sse = startSse(res);
-      const chunk = (delta: Record<string, unknown>, more: Record<string, unknown> = {}) =>
-        sse.send({ id, object: 'chat.completion.chunk', created, model: modelName, choices: [{ index: 0, delta, logprobs: null, finish_reason: null, ...more }] });
-      chunk({ role: 'assistant', content: '' });
-      // Decoding token by token can split a character, and a stop string is cut from the end: each
-      // step sends the part of the whole decoded text its tokens cover, the last step the rest.
-      const texts = tokenTexts(g.visible);
-      let covered = 0, sent = 0;
-      for (let i = 0; i < g.visible.length; i++) {
-        covered += texts[i]!.length;
-        const upto = i === g.visible.length - 1 ? g.text.length : Math.min(covered, g.text.length);
-        let piece: string | undefined;
-        if (useTools) piece = streamer.push(g.text.slice(0, upto)).content;
-        else if (upto > sent) [piece, sent] = [g.text.slice(sent, upto), upto];
-        if (piece || wantLogprobs) chunk({ content: piece ?? '' }, wantLogprobs ? { logprobs: { content: chatLogprobs([g.visible[i]!], [g.c.logprobs[i]!]) } } : {});
+      // The rest: tokens not yet certain when sampled (none, unless a stop token was not the last).
+      if (wantLogprobs && reported < g.visible.length) {
+        const rest = g.visible.slice(reported).map((tid, k) => ({ id: tid, logprob: g.c.logprobs[reported + k]! }));
+        chunk(sse, { content: '' }, logprobsOf(rest));
       }
       let finish: string = g.finish;
       if (useTools) {
         const end = streamer.finish(g.text);
-        if (end.content) chunk({ content: end.content });
+        if (end.content) chunk(sse, { content: end.content });
         if (end.toolCalls) {
           finish = 'tool_calls';
-          end.toolCalls.forEach((tc, index) => chunk({ tool_calls: [{ index, id: tc.id, type: 'function', function: tc.function }] }));
+          end.toolCalls.forEach((tc, index) => chunk(sse, { tool_calls: [{ index, id: tc.id, type: 'function', function: tc.function }] }));
         }
-      } else if (sent < g.text.length) {
-        chunk({ content: g.text.slice(sent) });
+      } else {
+        const rest = g.text.slice(text.text.length); // text.text is a prefix of g.text
+        if (rest) chunk(sse, { content: rest });
       }
-      chunk({}, { finish_reason: finish, ...extras });
+      const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
+      chunk(sse, {}, { finish_reason: finish, ...extras });
       if (r.stream_options?.include_usage) sse.send({ id, object: 'chat.completion.chunk', created, model: modelName, choices: [], usage: usage(prompt.length, g.c) });
       sse.end();
       return;
     }
 
+    const g = await generate(prompt, params, signal);
+    const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
     const parsed = useTools ? parseToolCalls(g.text) : undefined;
     recordCall(rolloutId, g, 'chat.completions', prompt, id, parsed);
     const toolCalls: OpenAIToolCall[] = parsed?.toolCalls ?? [];
@@ -315,39 +359,48 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
     }
     // OpenAI's completions default is 16 tokens.
     const params = samplingParams(r, prompt.length, r.max_tokens, 16);
-    const g = await generate(prompt, params, signal);
     const id = `cmpl-${randomBytes(12).toString('hex')}`;
     const created = Math.floor(Date.now() / 1000);
-    recordCall(rolloutId, g, 'completions', prompt, id);
     const wantLogprobs = r.logprobs != null;
-    const texts = tokenTexts(g.visible);
-    const lp = (from: number, to: number) => {
-      let offset = texts.slice(0, from).join('').length;
+    /** OpenAI's completions logprobs of `ids`, the first of which starts at character `offset` (offsets add up the tokens' own texts). */
+    const lp = (ids: readonly number[], logprobs: readonly number[], offset: number) => {
+      const texts = tokenTexts(ids);
       return {
-        tokens: texts.slice(from, to), token_logprobs: g.c.logprobs.slice(from, to), top_logprobs: null,
-        text_offset: texts.slice(from, to).map((t) => ((offset += t.length), offset - t.length)),
+        tokens: texts, token_logprobs: [...logprobs], top_logprobs: null,
+        text_offset: texts.map((t) => ((offset += t.length), offset - t.length)),
       };
     };
-    const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
     if (r.stream) {
-      const sse = startSse(res);
-      const chunk = (text: string, more: Record<string, unknown> = {}) => sse.send({ id, object: 'text_completion', created, model: modelName, choices: [{ index: 0, text, logprobs: null, finish_reason: null, ...more }] });
-      let covered = 0, sent = 0;
-      for (let i = 0; i < g.visible.length; i++) {
-        covered += texts[i]!.length;
-        const upto = Math.max(sent, i === g.visible.length - 1 ? g.text.length : Math.min(covered, g.text.length));
-        chunk(g.text.slice(sent, upto), wantLogprobs ? { logprobs: lp(i, i + 1) } : {});
-        sent = upto;
+      const chunk = (sse: Sse, text: string, more: Record<string, unknown> = {}) => sse.send({ id, object: 'text_completion', created, model: modelName, choices: [{ index: 0, text, logprobs: null, finish_reason: null, ...more }] });
+      let reported = 0, offset = 0;
+      const logprobsOf = (tokens: readonly { id: number; logprob: number }[]) => {
+        const l = lp(tokens.map((t) => t.id), tokens.map((t) => t.logprob), offset);
+        offset += l.tokens.join('').length;
+        return { logprobs: l };
+      };
+      const { g, sse, text } = await streamGeneration(res, prompt, params, signal, rolloutId, () => undefined, (sse, tokens, piece) => {
+        reported += tokens.length;
+        if (wantLogprobs && tokens.length > 0) chunk(sse, piece, logprobsOf(tokens));
+        else if (piece) chunk(sse, piece);
+      });
+      recordCall(rolloutId, g, 'completions', prompt, id);
+      if (wantLogprobs && reported < g.visible.length) {
+        chunk(sse, '', logprobsOf(g.visible.slice(reported).map((tid, k) => ({ id: tid, logprob: g.c.logprobs[reported + k]! }))));
       }
-      if (sent < g.text.length) chunk(g.text.slice(sent));
-      chunk('', { finish_reason: g.finish, ...extras });
+      const rest = g.text.slice(text.text.length);
+      if (rest) chunk(sse, rest);
+      const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
+      chunk(sse, '', { finish_reason: g.finish, ...extras });
       if (r.stream_options?.include_usage) sse.send({ id, object: 'text_completion', created, model: modelName, choices: [], usage: usage(prompt.length, g.c) });
       sse.end();
       return;
     }
+    const g = await generate(prompt, params, signal);
+    recordCall(rolloutId, g, 'completions', prompt, id);
+    const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
     sendJson(res, 200, {
       id, object: 'text_completion', created, model: modelName,
-      choices: [{ index: 0, text: g.text, logprobs: wantLogprobs ? lp(0, g.visible.length) : null, finish_reason: g.finish, ...extras }],
+      choices: [{ index: 0, text: g.text, logprobs: wantLogprobs ? lp(g.visible, g.c.logprobs.slice(0, g.visible.length), 0) : null, finish_reason: g.finish, ...extras }],
       usage: usage(prompt.length, g.c),
     });
   }
@@ -490,12 +543,77 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function startSse(res: ServerResponse): { send: (x: unknown) => void; end: () => void } {
+interface Sse {
+  send(x: unknown): void;
+  end(): void;
+}
+
+function startSse(res: ServerResponse): Sse {
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  // Sent at once, not batched with later writes (Nagle): a chunk is useful the moment it exists.
+  res.socket?.setNoDelay(true);
   return {
-    send: (x) => res.write(`data: ${JSON.stringify(x)}\n\n`),
+    send: (x) => {
+      if (!res.destroyed) res.write(`data: ${JSON.stringify(x)}\n\n`);
+    },
     end: () => res.end('data: [DONE]\n\n'),
   };
+}
+
+/**
+ * The text of a completion being streamed, as far as it is certain: the text released is always a
+ * prefix of the final answer's text (the completion decoded, the stop token or stop string cut).
+ * Held back until certain:
+ *   - a stop token (in `stopIds`), until another token follows it: the answer leaves out the last one;
+ *   - an incomplete UTF-8 character at the end (it decodes to U+FFFD until its last byte arrives);
+ *   - the longest end of the text that is the start of a stop string (≤ the longest stop string's
+ *     length): the answer leaves out a stop string that ends the completion.
+ * The ids are decoded whole at each token (decoding a suffix alone can differ at its first token).
+ */
+export class StreamedText {
+  /** Ids whose text is part of the answer. */
+  readonly visible: number[] = [];
+  /** The text released so far. */
+  text = '';
+  private held: SampledToken | null = null;
+
+  constructor(
+    private readonly decode: (ids: readonly number[]) => string,
+    private readonly stopIds: ReadonlySet<number>,
+    private readonly stops: readonly string[],
+  ) {}
+
+  /** Add the next sampled token: the tokens it made visible (0–2) and the text it released. */
+  push(t: SampledToken): { tokens: SampledToken[]; piece: string } {
+    const tokens: SampledToken[] = [];
+    if (this.held) tokens.push(this.held);
+    this.held = null;
+    if (this.stopIds.has(t.id)) this.held = t;
+    else tokens.push(t);
+    if (tokens.length === 0) return { tokens, piece: '' };
+    for (const x of tokens) this.visible.push(x.id);
+    const stable = this.decode(this.visible).replace(/\uFFFD+$/, '');
+    const end = stable.length - stopStringStart(stable, this.stops);
+    // A decoder that rewrites earlier text (e.g. clean-up of spaces) releases nothing until it agrees again.
+    if (end <= this.text.length || !stable.startsWith(this.text)) return { tokens, piece: '' };
+    const piece = stable.slice(this.text.length, end);
+    this.text += piece;
+    return { tokens, piece };
+  }
+}
+
+/** Length of the longest end of `text` that is the start (or the whole) of one of `stops`. */
+export function stopStringStart(text: string, stops: readonly string[]): number {
+  let best = 0;
+  for (const s of stops) {
+    for (let n = Math.min(s.length, text.length); n > best; n--) {
+      if (text.endsWith(s.slice(0, n))) {
+        best = n;
+        break;
+      }
+    }
+  }
+  return best;
 }
 
 async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {

@@ -20,8 +20,10 @@
  *                                    {max_new_tokens (default 128), temperature, top_p, top_k,
  *                                    stop, stop_token_ids, n}, rid, return_logprob,
  *                                    logprob_start_len (−1 or ≥ the prompt length: the engine
- *                                    does not score prompts), stream (one event with the whole
- *                                    result, then [DONE]) → {text, output_ids, meta_info: {id,
+ *                                    does not score prompts), stream (one event per token as it
+ *                                    is sampled, each with the cumulative text, output_ids and
+ *                                    meta_info so far, finish_reason null; then the whole result,
+ *                                    then [DONE]) → {text, output_ids, meta_info: {id,
  *                                    finish_reason: {type: stop|length|abort, matched|length|message},
  *                                    prompt_tokens, completion_tokens, output_token_logprobs:
  *                                    [[logprob, id, text|null]], weight_version}}
@@ -472,35 +474,66 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
         jobs.push({ id: rids[pi]!, spec: { prompt, params, trimStop: !s.no_stop_trim } });
       }
     });
-    const done = await runAll(jobs, signal);
-    const out = done.map((f, i) => {
-      const r = f.result;
-      const withText = !!b.return_text_in_logprobs;
-      const entry = (k: number) => [r.logprobs[k]!, r.ids[k]!, withText ? tokenizer.decode([r.ids[k]!]) : null];
+    const withText = !!b.return_text_in_logprobs;
+    /** SGLang's answer for one job: cumulative so far while streaming (finish_reason null), then whole. */
+    const answer = (i: number, t: { ids: number[]; logprobs: number[]; versions: number[] }, text: string, finishReason: Record<string, unknown> | null) => {
+      const entry = (k: number) => [t.logprobs[k]!, t.ids[k]!, withText ? tokenizer.decode([t.ids[k]!]) : null];
       return {
-        text: f.text,
-        output_ids: r.ids,
+        text,
+        output_ids: t.ids,
         meta_info: {
           id: jobs[i]!.id,
-          finish_reason: sglangFinish(f),
-          prompt_tokens: f.spec.prompt.length,
-          completion_tokens: r.ids.length,
+          finish_reason: finishReason,
+          prompt_tokens: jobs[i]!.spec.prompt.length,
+          completion_tokens: t.ids.length,
           cached_tokens: 0,
           weight_version: control.version(),
-          output_token_versions: r.versions,
+          output_token_versions: t.versions,
           ...(b.return_logprob ? {
             input_token_logprobs: [],
-            output_token_logprobs: r.ids.map((_, k) => entry(k)),
-            ...((b.top_logprobs_num ?? 0) > 0 ? { input_top_logprobs: [], output_top_logprobs: r.ids.map((_, k) => [entry(k)]) } : {}),
+            output_token_logprobs: t.ids.map((_, k) => entry(k)),
+            ...((b.top_logprobs_num ?? 0) > 0 ? { input_top_logprobs: [], output_top_logprobs: t.ids.map((_, k) => [entry(k)]) } : {}),
           } : {}),
         },
       };
+    };
+    const many = batched || n > 1;
+    if (!b.stream) {
+      const out = (await runAll(jobs, signal)).map((f, i) => answer(i, f.result, f.text, sglangFinish(f)));
+      return many ? out : out[0];
+    }
+    // Streamed as SGLang does by default: one event per sampled token carrying the cumulative text,
+    // output_ids and meta_info so far (finish_reason null), then the whole answer, then [DONE];
+    // several prompts or n > 1 interleave their events, each marked with its `index`.
+    const event = (i: number, o: Record<string, unknown>) => {
+      if (!res.headersSent) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        res.socket?.setNoDelay(true);
+      }
+      if (!res.destroyed) res.write(`data: ${JSON.stringify(many ? { ...o, index: i } : o)}\n\n`);
+    };
+    jobs.forEach((job, i) => {
+      const sofar = { ids: [] as number[], logprobs: [] as number[], versions: [] as number[] };
+      // The engine calls this for each token as it is sampled (also across a freeze and resume).
+      job.spec.params.onToken = (t) => {
+        sofar.ids.push(t.id);
+        sofar.logprobs.push(t.logprob);
+        sofar.versions.push(t.version);
+        if (signal.aborted) return;
+        // Text as far as it is certain: an incomplete UTF-8 character at the end waits for its last byte.
+        event(i, answer(i, { ids: [...sofar.ids], logprobs: [...sofar.logprobs], versions: [...sofar.versions] }, tokenizer.decode(sofar.ids).replace(/\uFFFD+$/, ''), null));
+      };
     });
-    const body = batched || n > 1 ? out : out[0];
-    if (!b.stream) return body;
-    // One event with the whole result: the engine reports a request's tokens when it ends.
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-    for (const o of Array.isArray(body) ? body : [body]) res.write(`data: ${JSON.stringify(o)}\n\n`);
+    let done: Finished[];
+    try {
+      done = await runAll(jobs, signal);
+    } catch (e) {
+      if (!res.headersSent) throw e;
+      // After the first event the status is sent: report the error as an event, as SGLang does.
+      res.end(`data: ${JSON.stringify({ error: { message: e instanceof Error ? e.message : String(e) } })}\n\n`);
+      return STREAMED;
+    }
+    done.forEach((f, i) => event(i, answer(i, f.result, f.text, sglangFinish(f))));
     res.end('data: [DONE]\n\n');
     return STREAMED;
   }

@@ -556,6 +556,9 @@ export class RemoteEngine implements InferenceEngine, TrainableEngine {
       partial.ids.push(id);
       partial.logprobs.push(res.logprobs[i]!);
       partial.versions.push(res.versions?.[i] ?? res.weightVersion ?? dispatchVersion);
+      // The servers answer whole (requests are not streamed), so the hook sees each segment's tokens
+      // when the segment arrives, in order; a throwing hook fails this request (generate rejects).
+      if (params.onToken) emitToken(params.onToken, partial);
       if (id === this.tokenizer.eosId) return 'eos';
       if (stopIds.includes(id)) return 'stop';
       if (stops.length > 0) {
@@ -584,6 +587,16 @@ export class RemoteEngine implements InferenceEngine, TrainableEngine {
     if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
     if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
     return null;
+  }
+}
+
+/** Hand the token just appended to `partial` to the request's onToken hook; a throw names the hook. */
+function emitToken(onToken: NonNullable<SamplingParams['onToken']>, partial: PartialCompletion): void {
+  const index = partial.ids.length - 1;
+  try {
+    onToken({ id: partial.ids[index]!, logprob: partial.logprobs[index]!, version: partial.versions[index]!, index });
+  } catch (e) {
+    throw new Error(`generate: the onToken hook threw at generated token ${index}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 
