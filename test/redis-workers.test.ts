@@ -50,6 +50,24 @@ function runConfig(key: string, visibilityMs: number) {
   };
 }
 
+/**
+ * A run over Redis in a fresh directory: its config written for the workers, parsed for this
+ * process (the trainer side), its parts, and the trainer's end of the Redis rollout.
+ */
+async function openRun(prefix: string, visibilityMs: number) {
+  const key = uniqueKey(prefix);
+  const keys = runKeys(key);
+  const dir = mkdtempSync(join(tmpdir(), `redis-${prefix}-`));
+  const raw = runConfig(key, visibilityMs);
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(raw));
+  const { rollout, ...rest } = raw;
+  const cfg = parseRunConfig(rest);
+  const parts = toolParts(cfg, defaultBackend());
+  const rr = await openRedisRollout<unknown>({ url: rollout.url, key, engine: parts.engine, weightsDir: join(dir, 'weights') });
+  return { keys, configPath, cfg, parts, rr };
+}
+
 interface Worker {
   name: string;
   proc: ChildProcess;
@@ -81,16 +99,7 @@ async function ready(ws: Worker[]): Promise<void> {
 
 describe('rollout workers over Redis', () => {
   it('three workers and a trainer; a worker SIGKILLed mid-run: its tasks are re-delivered, every task trained exactly once', async () => {
-    const key = uniqueKey('workers');
-    const keys = runKeys(key);
-    const dir = mkdtempSync(join(tmpdir(), 'redis-workers-'));
-    const raw = runConfig(key, 1500);
-    const configPath = join(dir, 'config.json');
-    writeFileSync(configPath, JSON.stringify(raw));
-    const { rollout, ...rest } = raw;
-    const cfg = parseRunConfig(rest);
-    const parts = toolParts(cfg, defaultBackend());
-    const rr = await openRedisRollout<unknown>({ url: rollout.url, key, engine: parts.engine, weightsDir: join(dir, 'weights') });
+    const { keys, configPath, cfg, parts, rr } = await openRun('workers', 1500);
     const workers = ['w0', 'w1', 'w2'].map((n) => spawnWorker(configPath, n));
     try {
       await ready(workers);
@@ -166,16 +175,7 @@ describe('rollout workers over Redis', () => {
   }, 120_000);
 
   it('a worker exits with 0 on SIGTERM and hands its running task back for others to take at once', async () => {
-    const key = uniqueKey('sigterm');
-    const keys = runKeys(key);
-    const dir = mkdtempSync(join(tmpdir(), 'redis-sigterm-'));
-    const raw = runConfig(key, 60_000);
-    const configPath = join(dir, 'config.json');
-    writeFileSync(configPath, JSON.stringify(raw));
-    const { rollout, ...rest } = raw;
-    const cfg = parseRunConfig(rest);
-    const parts = toolParts(cfg, defaultBackend());
-    const rr = await openRedisRollout<unknown>({ url: rollout.url, key, engine: parts.engine, weightsDir: join(dir, 'weights') });
+    const { keys, configPath, parts, rr } = await openRun('sigterm', 60_000);
     const rc = new RolloutController<unknown>({ config: { batchSize: 1, groupSize: 1 }, source: parts.source(0), workflow: rr.workflow, engine: rr.engine });
     // Tool calls of 5 s: the task is surely still running when SIGTERM comes.
     const w = spawnWorker(configPath, 'slow', ['--set', 'toolAgent.latencyMedianSeconds=5', '--set', 'toolAgent.latencyP99Seconds=5']);

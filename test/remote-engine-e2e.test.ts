@@ -18,7 +18,7 @@ import { saveTrainerCheckpoint } from '../src/train/trainer-checkpoint.ts';
 import { selectBackend } from '../src/engine/backends.ts';
 import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { BuiltinTrainer } from '../src/train/builtin-trainer.ts';
-import { InProcessTrainer, type PolicyTrainer } from '../src/train/policy-trainer.ts';
+import { InProcessTrainer } from '../src/train/policy-trainer.ts';
 import { Trainer, versionSpread } from '../src/train/trainer.ts';
 import type { ConsumedGroup } from '../src/train/rollout-controller.ts';
 import { trialSource } from '../src/train/trial-source.ts';
@@ -32,6 +32,7 @@ import type { RequestOptions } from '../src/engine/remote/http.ts';
 import { appendCompletion, appendContext, emptySeq, TokenSource, type Sample, type Trajectory } from '../src/core/types.ts';
 import type { RolloutWorkflow } from '../src/core/workflow.ts';
 import type { Tokenizer } from '../src/engine/types.ts';
+import { recording } from './helpers/recording-trainer.ts';
 
 const backend = selectBackend();
 const MODEL: Omit<ModelConfigInput, 'vocabSize'> = { contextLength: 128, nLayer: 1, nHead: 2, nEmbd: 16 };
@@ -142,25 +143,6 @@ async function remoteEngine(kind: 'vllm' | 'sglang', tokenizer: Tokenizer, model
   });
   await engine.syncWeights(Float32Array.from(model.params), 0);
   return engine;
-}
-
-
-/** Keeps every published version's weights (version 0 = the initial ones). */
-function recording(inner: PolicyTrainer, initial: Float32Array, after?: (version: number) => Promise<void>): { trainer: PolicyTrainer; weights: Map<number, Float32Array> } {
-  const weights = new Map<number, Float32Array>([[0, Float32Array.from(initial)]]);
-  return {
-    weights,
-    trainer: {
-      version: () => inner.version(),
-      close: () => inner.close(),
-      train: async (s, l) => {
-        const r = await inner.train(s, l);
-        weights.set(r.version, Float32Array.from(r.weights));
-        await after?.(r.version);
-        return r;
-      },
-    },
-  };
 }
 
 /**

@@ -10,7 +10,7 @@ import { Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { BuiltinEngine } from '../src/engine/builtin-engine.ts';
 import { selectBackend } from '../src/engine/backends.ts';
 import { BuiltinTrainer } from '../src/train/builtin-trainer.ts';
-import { InProcessTrainer, type PolicyTrainer, type TrainedStep } from '../src/train/policy-trainer.ts';
+import { InProcessTrainer, type PolicyTrainer } from '../src/train/policy-trainer.ts';
 import { WorkerTrainer } from '../src/train/worker-trainer.ts';
 import { Trainer, parseTrainerConfig, splitMinibatches, versionSpread } from '../src/train/trainer.ts';
 import { GROUP_KEY } from '../src/rl/stages.ts';
@@ -19,6 +19,7 @@ import type { RolloutContext } from '../src/core/workflow.ts';
 import { toyToolMaxTokens, toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolAgentConfigInput } from '../src/agents/toy-tool-agent.ts';
 import type { Sample, Trajectory } from '../src/core/types.ts';
 import { TokenSource } from '../src/core/types.ts';
+import { recording } from './helpers/recording-trainer.ts';
 
 const V = 24;
 const AGENT: ToyToolAgentConfigInput = { vocabSize: V, tokensPerTurn: 3, longFraction: 0.25, shortTurns: [0, 2], longTurns: [5, 7], latencyMedianSeconds: 0, latencyP99Seconds: 0 };
@@ -46,23 +47,6 @@ async function workerTrainer(seed: number): Promise<WorkerTrainer> {
   closers.push(() => wt.close());
   await wt.ready();
   return wt;
-}
-
-/** Keeps every published version's weights (version 0 = the initial ones). */
-function recording(inner: PolicyTrainer, initial: Float32Array): { trainer: PolicyTrainer; weights: Map<number, Float32Array> } {
-  const weights = new Map<number, Float32Array>([[0, Float32Array.from(initial)]]);
-  return {
-    weights,
-    trainer: {
-      version: () => inner.version(),
-      close: () => inner.close(),
-      train: async (s, l): Promise<TrainedStep> => {
-        const r = await inner.train(s, l);
-        weights.set(r.version, Float32Array.from(r.weights));
-        return r;
-      },
-    },
-  };
 }
 
 describe('Trainer', () => {

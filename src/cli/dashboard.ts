@@ -2,20 +2,15 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { startDashboard } from '../dashboard/server.ts';
+import { port } from './option-parsers.ts';
 
 export interface DashboardCliOptions {
   host: string;
   port: number;
   token?: string;
   open?: boolean;
-}
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0–65535, got '${v}'`);
-  return n;
 }
 
 /** Best effort: a desktop's browser (the URL is printed either way). */

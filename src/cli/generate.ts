@@ -9,7 +9,8 @@
  * with the model's chat template and its generation prompt (the template writes BOS itself);
  * `--prompt-ids` gives the ids verbatim.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { int, num, positiveInt } from './option-parsers.ts';
 import { selectBackend } from '../engine/backends.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { encodeChat } from '../engine/chat-template.ts';
@@ -97,24 +98,6 @@ export async function runGenerate(o: GenerateCliOptions): Promise<GenerateJson> 
   if (o.json) console.log(JSON.stringify(out));
   else console.log(text);
   return out;
-}
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
-  return n;
-}
-
-function positiveInt(v: string): number {
-  const n = int(v);
-  if (n < 1) throw new InvalidArgumentError(`expected an integer ≥ 1, got '${v}'`);
-  return n;
-}
-
-function num(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got '${v}'`);
-  return n;
 }
 
 export function registerGenerate(program: Command): void {

@@ -1,5 +1,5 @@
 /** The `agentrl` command line. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { runQuickstart } from './quickstart.ts';
 import { runEval } from './eval.ts';
 import { runTrainCommand } from './train.ts';
@@ -13,14 +13,9 @@ import { registerDashboard } from './dashboard.ts';
 import { registerWorker } from './worker.ts';
 import { registerPlot } from './plot.ts';
 import { createRequire } from 'node:module';
+import { int } from './option-parsers.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
-  return n;
-}
 
 const program = new Command()
   .name('agentrl')

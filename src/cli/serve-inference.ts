@@ -7,7 +7,8 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { int, port, positiveInt } from './option-parsers.ts';
 import { selectBackend } from '../engine/backends.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { latestCheckpoint, MANIFEST_FILE } from '../engine/checkpoint.ts';
@@ -83,24 +84,6 @@ export async function runServeInference(o: ServeInferenceCliOptions): Promise<vo
   });
   await server.close();
   console.log('inference server stopped');
-}
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
-  return n;
-}
-
-function positiveInt(v: string): number {
-  const n = int(v);
-  if (n < 1) throw new InvalidArgumentError(`expected an integer ≥ 1, got '${v}'`);
-  return n;
-}
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0–65535, got '${v}'`);
-  return n;
 }
 
 export function registerServeInference(serve: Command): void {

@@ -1,21 +1,16 @@
 /** `agentrl serve retrieval`: the ASearcher/Search-R1 retrieval API over a local BM25 index. */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { Bm25Index } from '../tools/bm25-index.ts';
 import { startRetrievalServer } from '../tools/retrieval-server.ts';
 import { registerServeInference } from './serve-inference.ts';
 import { registerServeGateway } from '../gateway/cli.ts';
 import { registerServeTrainer } from './serve-trainer.ts';
+import { port } from './option-parsers.ts';
 
 export interface ServeRetrievalCliOptions {
   index: string;
   host: string;
   port: number;
-}
-
-function port(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0–65535, got '${v}'`);
-  return n;
 }
 
 /** Serve until SIGINT/SIGTERM, then close the server and the index. */

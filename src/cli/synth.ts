@@ -10,7 +10,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { z } from 'zod';
 import { Rng } from '../core/rng.ts';
 import { formatZodError } from '../core/config-errors.ts';
@@ -19,18 +19,7 @@ import { ChatJsonClient, kbRelatedDoc, llmOperators, ruleOperators, type SynthOp
 import { llmChecks, ruleChecks, type SynthChecks } from '../synth/checks.ts';
 import { seedQa, synthesize } from '../synth/agent.ts';
 import { Progress, progressMode } from './progress.ts';
-
-function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
-  return n;
-}
-
-function num(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got '${v}'`);
-  return n;
-}
+import { int, num } from './option-parsers.ts';
 
 function list(v: string): string[] {
   return v.split(',').map((s) => s.trim()).filter(Boolean);

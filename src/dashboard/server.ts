@@ -21,6 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { HttpError, listen } from '../core/http-server.ts';
 import { DEFAULT_LIMITS, DEFAULT_PAGE, RunReader, type ReaderLimits, type TrajectoryPage } from './run-reader.ts';
 
 export interface DashboardOptions {
@@ -112,12 +113,6 @@ function intParam(q: URLSearchParams, name: string, dflt: number, min = 0, max =
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw new HttpError(400, `${name}: expected an integer in [${min}, ${max}], got '${raw}'`);
   return n;
-}
-
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
 }
 
 /** Start the dashboard server. Rejects when the host is not loopback and no token is given. */
@@ -216,13 +211,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   };
 
   const server = createServer(handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, o.port ?? 0, host);
   const port = (server.address() as { port: number }).port;
   const shown = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   return {

@@ -43,6 +43,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { listen, readBody, type TooLargeError } from '../core/http-server.ts';
 import { ChatTemplate, ChatTemplateError, type ChatMessage } from '../engine/chat-template.ts';
 import type { InferenceEngine, SampledCompletion, SampledToken, SamplingParams } from '../engine/types.ts';
 import {
@@ -470,13 +471,7 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
     await endpoint(req, res, body, rolloutId, ac.signal);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port ?? 8000, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, o.port ?? 8000, host);
   const port = (server.address() as AddressInfo).port;
   const urlHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host;
   return {
@@ -616,17 +611,14 @@ export function stopStringStart(text: string, stops: readonly string[]): number 
   return best;
 }
 
+/** The gateway's 413, OpenAI-shaped. */
+const tooLarge: TooLargeError = (maxBytes, declared) =>
+  new OpenAIError(413, declared !== undefined
+    ? `request body of ${declared} bytes is larger than the gateway's limit of ${maxBytes} bytes (--max-body)`
+    : `request body is larger than the gateway's limit of ${maxBytes} bytes (--max-body)`, null, 'invalid_request_error', 'request_too_large');
+
 async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length']);
-  if (declared > maxBytes) throw new OpenAIError(413, `request body of ${declared} bytes is larger than the gateway's limit of ${maxBytes} bytes (--max-body)`, null, 'invalid_request_error', 'request_too_large');
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > maxBytes) throw new OpenAIError(413, `request body is larger than the gateway's limit of ${maxBytes} bytes (--max-body)`, null, 'invalid_request_error', 'request_too_large');
-    chunks.push(c);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = await readBody(req, maxBytes, tooLarge);
   try {
     return JSON.parse(text);
   } catch (e) {

@@ -56,10 +56,9 @@
  * A client that disconnects aborts its request in the engine.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { formatZodError } from '../core/config-errors.ts';
+import { HttpError, listenUrl, readBody, readJsonBody, type TooLargeError } from '../core/http-server.ts';
 import type { Transformer } from '../engine/model.ts';
 import type { Tokenizer } from '../engine/types.ts';
 import { readWeightsDir } from '../engine/remote/weights-dir.ts';
@@ -94,12 +93,6 @@ export interface InferenceServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
 const ERROR_TYPES: Record<number, string> = { 400: 'BadRequestError', 404: 'NotFoundError', 405: 'MethodNotAllowedError', 413: 'RequestTooLargeError', 500: 'InternalServerError', 503: 'ServiceUnavailableError' };
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
@@ -112,23 +105,9 @@ function sendError(res: ServerResponse, status: number, message: string): void {
   sendJson(res, status, { error: { message, type: ERROR_TYPES[status] ?? 'Error', code: status } });
 }
 
-/** The body, or an HttpError 413 once it passes `maxBytes` (the rest is read and dropped). */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    const tooLarge = () => new HttpError(413, `request body is larger than the limit of ${maxBytes} bytes (start the server with a larger --max-body-bytes, or send fewer prompts per request)`);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = declared > maxBytes;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) over = true;
-      if (!over) chunks.push(c);
-    });
-    req.on('end', () => (over ? reject(tooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-  });
-}
+/** The 413 of this server (one message, whether the declared or the received size passed the limit). */
+const tooLarge: TooLargeError = (maxBytes) =>
+  new HttpError(413, `request body is larger than the limit of ${maxBytes} bytes (start the server with a larger --max-body-bytes, or send fewer prompts per request)`);
 
 // ---------------------------------------------------------------------------------------------
 // Request schemas (unknown fields are accepted and ignored, as vLLM and SGLang do).
@@ -252,19 +231,9 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
   const created = Math.floor(Date.now() / 1000);
   let updating: Promise<unknown> = Promise.resolve();
 
-  async function parse<S extends z.ZodTypeAny>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
-    const text = await readBody(req, maxBodyBytes);
-    let json: unknown = {};
-    if (text.trim() !== '') {
-      try {
-        json = JSON.parse(text);
-      } catch (e) {
-        throw new HttpError(400, `request body is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-      }
-    }
-    const r = schema.safeParse(json);
-    if (!r.success) throw new HttpError(400, `invalid request: ${formatZodError(r.error)}`);
-    return r.data;
+  /** An empty body is `{}` (the control endpoints take bodiless POSTs). */
+  function parse<S extends z.ZodTypeAny>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
+    return readJsonBody(req, maxBodyBytes, schema, { tooLarge, emptyBody: {} });
   }
 
   function checkModel(name: string | null | undefined): void {
@@ -598,7 +567,7 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
     '/load': { GET: async () => ({ server_load: control.inFlight() }) },
     '/pause': {
       POST: async (req, _res, _signal, q) => {
-        await readBody(req, maxBodyBytes);
+        await readBody(req, maxBodyBytes, tooLarge);
         const legacyWait = q.get('wait_for_inflight_requests') === 'true';
         await control.pause(q.get('mode') === null && legacyWait ? 'wait' : pauseModeOf(q.get('mode')));
         return { status: 'paused' };
@@ -689,17 +658,9 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = await listenUrl(server, port, host);
   return {
-    url: `http://${shownHost}:${addr.port}`,
+    url,
     control,
     close: () =>
       new Promise<void>((resolve, reject) => {

@@ -24,11 +24,11 @@
  *   base model, returning token ids and behaviour logprobs.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { Sample } from '../core/types.ts';
 import { formatZodError } from '../core/config-errors.ts';
+import { HttpError, listenUrl, parseJsonBody, readBody } from '../core/http-server.ts';
 import { Transformer } from '../engine/model.ts';
 import { BuiltinEngine } from '../engine/builtin-engine.ts';
 import { writeSafetensors } from '../engine/safetensors.ts';
@@ -71,11 +71,6 @@ export interface TrainerServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
 /** A request that is well-formed but cannot be served: its future fails with category 'user'. */
 class UserError extends Error {}
 
@@ -248,27 +243,6 @@ function keptLoss(owners: { batch: KeptBatch; datum: number }[]): LossFn {
 }
 
 // ── HTTP plumbing ────────────────────────────────────────────────────────────────────────────
-
-function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (declared > maxBytes) return reject(new HttpError(413, `request body of ${declared} bytes is larger than the limit of ${maxBytes} bytes`));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) {
-        reject(new HttpError(413, `request body is larger than the limit of ${maxBytes} bytes`));
-        req.removeAllListeners('data');
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -616,11 +590,7 @@ export async function startTrainerServer(o: TrainerServerOptions): Promise<Train
     let json: unknown = {};
     if (method === 'POST') {
       const text = await readBody(req, maxBodyBytes);
-      try {
-        json = text.length ? JSON.parse(text) : {};
-      } catch (e) {
-        throw new HttpError(400, `request body is not valid JSON (${(e as Error).message})`);
-      }
+      json = text.length ? parseJsonBody(text) : {};
     }
     const key = req.headers['x-idempotency-key'];
     if (typeof key === 'string' && idempotent.has(key)) return send(res, 200, { request_id: idempotent.get(key)! });
@@ -639,17 +609,9 @@ export async function startTrainerServer(o: TrainerServerOptions): Promise<Train
       send(res, 500, { error: e instanceof Error ? e.message : String(e), category: 'server' });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = await listenUrl(server, port, host);
   return {
-    url: `http://${shownHost}:${addr.port}`,
+    url,
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

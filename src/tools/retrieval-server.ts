@@ -11,9 +11,8 @@
  * Bad requests get HTTP 400 with a message naming the field; errors are JSON `{"error": "..."}`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import { formatZodError } from '../core/config-errors.ts';
+import { HttpError, listenUrl, readJsonBody } from '../core/http-server.ts';
 import type { PageReader, SearchBackend, SearchHit } from './types.ts';
 
 export interface RetrievalServerOptions {
@@ -36,34 +35,6 @@ export interface RetrievalServer {
   close(): Promise<void>;
 }
 
-class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
-    super(message);
-  }
-}
-
-function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (declared > maxBytes) return reject(new HttpError(413, `request body of ${declared} bytes is larger than the limit of ${maxBytes} bytes`));
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > maxBytes) {
-        reject(new HttpError(413, `request body is larger than the limit of ${maxBytes} bytes`));
-        req.removeAllListeners('data');
-        req.resume();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-    req.on('close', () => reject(new HttpError(400, 'request closed before its body was complete'))); // no-op after 'end'
-  });
-}
-
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
@@ -84,17 +55,8 @@ export async function startRetrievalServer(opts: RetrievalServerOptions): Promis
   });
   const AccessRequest = z.object({ urls: z.array(z.string()).min(1).max(maxQueries) });
 
-  async function parse<S extends z.ZodTypeAny>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
-    const text = await readBody(req, maxBodyBytes);
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      throw new HttpError(400, `request body is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-    }
-    const r = schema.safeParse(json);
-    if (!r.success) throw new HttpError(400, `invalid request: ${formatZodError(r.error)}`);
-    return r.data;
+  function parse<S extends z.ZodTypeAny>(req: IncomingMessage, schema: S): Promise<z.infer<S>> {
+    return readJsonBody(req, maxBodyBytes, schema);
   }
 
   const routes: Record<string, Record<string, (req: IncomingMessage) => Promise<unknown>>> = {
@@ -141,17 +103,9 @@ export async function startRetrievalServer(opts: RetrievalServerOptions): Promis
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = await listenUrl(server, port, host);
   return {
-    url: `http://${shownHost}:${addr.port}`,
+    url,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((e) => (e ? reject(e) : resolve()));
