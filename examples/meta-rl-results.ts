@@ -8,6 +8,10 @@
  *   node --import tsx examples/meta-rl-results.ts --task bandit|kuhn [--seeds 10,11,12] [--quick]
  *        [--arms meta,grpo] [--set key=value …] [--label NAME] [--out DIR]
  *
+ * Tic-tac-toe (ttt, ttt-cells, ttt-new) adds the oracle players (minimax, minimax + retry memory)
+ * and its own tables: success with evaluation se, per opponent × seat × episode, draw rates,
+ * invalid-move rates and paired per-trial differences of success and of its rise across episodes.
+ *
  * Writes OUT/meta-rl-<task>[-label].{md,json,svg} (default OUT: runs/results; pass --out docs/results
  * to update the committed pages) and keeps every run directory under --runs (default
  * runs/meta-rl-results), where a finished run of the same config is reused.
@@ -21,6 +25,7 @@ import { parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
 import { evaluateScripted, meanSe, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
+import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
@@ -31,7 +36,7 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 const program = new Command()
-  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt (configs examples/configs/<task>-{meta-rl,grpo}.yaml)', 'kuhn')
+  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt | ttt-cells | ttt-new (configs examples/configs/<task>-{meta-rl,grpo}.yaml)', 'kuhn')
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '10,11,12')
   .option('--arms <list>', 'meta,grpo (the configs examples/configs/<task>-meta-rl.yaml and <task>-grpo.yaml)', 'meta,grpo')
   .option('--set <key=value>', 'override applied to every arm (repeatable)', collect, [])
@@ -110,6 +115,65 @@ function opp(r: EvalReport, name: string): OpponentEval {
   return x;
 }
 
+/** Per trial: 1 if won in some episode ≤ k (trials stop once won, so a shorter trial that ended won counts). */
+function successAt(r: EvalReport, name: string, k: number): number[] {
+  return opp(r, name).trialRewards.map((eps) => (eps.slice(0, k + 1).some((x) => x > 0) ? 1 : 0));
+}
+/** Per trial: 1 if episode k was played and not lost (a draw or a win). */
+function notLostAt(r: EvalReport, name: string, k: number): number[] {
+  return opp(r, name).trialRewards.filter((eps) => eps.length > k).map((eps) => (eps[k]! >= 0 ? 1 : 0));
+}
+const diff = (a: number[], b: number[]) => a.map((x, i) => x - b[i]!);
+
+/**
+ * Tic-tac-toe tables: success by episode with its evaluation se, per opponent × seat × episode,
+ * the draw (not-lost) rate per episode, invalid-move rates, and paired per-trial differences at
+ * the last episode and of the rise from episode 0 to the last (every row is played on the same trials).
+ */
+function tttTables(policies: string[], reps: (p: string) => EvalReport[], evalOpponents: string[], K: number): string[] {
+  const out: string[] = [];
+  const cell = (per: [number, number][]) => {
+    const c = across(per.map((x) => x[0]), per.map((x) => x[1]));
+    return `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
+  };
+  out.push('Success rate by episode with evaluation se (won in any episode ≤ k; mean across seeds, sd = seed spread):', '', `| opponent | episode | ${policies.join(' | ')} |`, `|---|---|${policies.map(() => '---').join('|')}|`);
+  for (const name of evalOpponents) for (let k = 0; k < K; k++) out.push(`| ${name} | ${k} | ${policies.map((p) => cell(reps(p).map((r) => meanSe(successAt(r, name, k))))).join(' | ')} |`);
+  out.push('', 'Success rate per opponent × seat × episode (mean across seeds):', '', `| opponent | seat | episode | ${policies.join(' | ')} |`, `|---|---|---|${policies.map(() => '---').join('|')}|`);
+  for (const name of evalOpponents) {
+    for (const seat of ['X', 'O']) {
+      for (let k = 0; k < K; k++) {
+        const cells = policies.map((p) => {
+          const xs = reps(p).map((r) => opp(r, name).bySeat?.[seat]?.[k]?.successRate ?? Number.NaN);
+          return f3(xs.reduce((a, b) => a + b, 0) / xs.length);
+        });
+        out.push(`| ${name} | ${seat} | ${k} | ${cells.join(' | ')} |`);
+      }
+    }
+  }
+  out.push('', 'Not lost (draw or win) in episode k, among trials that played it (against minimax: the draw rate):', '', `| opponent | episode | ${policies.join(' | ')} |`, `|---|---|${policies.map(() => '---').join('|')}|`);
+  for (const name of evalOpponents) for (let k = 0; k < K; k++) out.push(`| ${name} | ${k} | ${policies.map((p) => cell(reps(p).map((r) => meanSe(notLostAt(r, name, k))))).join(' | ')} |`);
+  out.push('', 'Invalid-move rate (invalid turns / turns), mean across seeds:', '', `| opponent | ${policies.join(' | ')} |`, `|---|${policies.map(() => '---').join('|')}|`);
+  for (const name of evalOpponents) out.push(`| ${name} | ${policies.map((p) => f3(reps(p).reduce((a, r) => a + opp(r, name).invalidRate, 0) / reps(p).length)).join(' | ')} |`);
+  const pairs: [string, string][] = [['meta-rl', 'grpo-1ep'], ['meta-rl', 'untrained'], ['meta-rl', 'random'], ['grpo-1ep', 'random'], ['meta-rl', 'oracle: minimax'], ['meta-rl', 'oracle: minimax + retry memory']];
+  out.push('', `Paired per-trial differences (same trials; se from the per-trial differences, combined across seeds): success by the last episode (k = ${K - 1}), and the rise of success from episode 0 to the last:`, '', '| opponent | difference | success by last episode | per seed | rise 0 → last | per seed |', '|---|---|---|---|---|---|');
+  for (const name of evalOpponents) {
+    for (const [a, b] of pairs) {
+      if (!policies.includes(a) || !policies.includes(b)) continue;
+      const last = reps(a).map((ra, i) => meanSe(diff(successAt(ra, name, K - 1), successAt(reps(b)[i]!, name, K - 1))));
+      const rise = reps(a).map((ra, i) => {
+        const rb = reps(b)[i]!;
+        return meanSe(diff(diff(successAt(ra, name, K - 1), successAt(ra, name, 0)), diff(successAt(rb, name, K - 1), successAt(rb, name, 0))));
+      });
+      const perSeed = (xs: [number, number][]) => xs.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ');
+      out.push(`| ${name} | ${a} − ${b} | ${cell(last)} | ${perSeed(last)} | ${cell(rise)} | ${perSeed(rise)} |`);
+    }
+  }
+  out.push('', 'Rise of success from episode 0 to the last, per policy (paired within trials):', '', `| opponent | ${policies.join(' | ')} |`, `|---|${policies.map(() => '---').join('|')}|`);
+  for (const name of evalOpponents) out.push(`| ${name} | ${policies.map((p) => cell(reps(p).map((r) => meanSe(diff(successAt(r, name, K - 1), successAt(r, name, 0)))))).join(' | ')} |`);
+  out.push('');
+  return out;
+}
+
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];
   for (const seed of seeds) for (const arm of arms) runs.push(await runArm(arm, seed));
@@ -130,6 +194,11 @@ async function main(): Promise<void> {
       const evalOpts: EvalOptions = { opponents: evalOpponents, trials: first.eval.trials, seed: first.eval.seed, makeEnv: envFactory(first.task, first.envOptions), trial: evalTrial };
       rows['oracle: best fixed vs mixture'] = evaluateScripted('best-fixed', bestFixedPlayer(train), evalOpts);
       rows['oracle: best response'] = evaluateScripted('best-response', bestResponsePlayer(), evalOpts);
+    }
+    if (first.task === 'tictactoe') {
+      const evalOpts: EvalOptions = { opponents: evalOpponents, trials: first.eval.trials, seed: first.eval.seed, makeEnv: envFactory(first.task, first.envOptions), trial: evalTrial };
+      rows['oracle: minimax'] = evaluateScripted('minimax', minimaxOraclePlayer(), evalOpts);
+      rows['oracle: minimax + retry memory'] = evaluateScripted('minimax-retry', minimaxRetryPlayer(), evalOpts);
     }
     rowsBySeed.set(seed, rows);
   }
@@ -188,6 +257,8 @@ async function main(): Promise<void> {
     }
   }
 
+  const ttt = first.task === 'tictactoe' ? tttTables(policies, reps, evalOpponents, K) : [];
+
   // Compute per arm: samples, trained and processed tokens, wall time, clip fraction.
   const compute: string[] = ['| arm | seed | steps | samples | trained tokens | processed tokens | train wall s | mean clip fraction | max clip fraction |', '|---|---|---|---|---|---|---|---|---|'];
   for (const r of runs) {
@@ -198,7 +269,8 @@ async function main(): Promise<void> {
 
   const oracles = first.task === 'kuhn'
     ? { nonAdaptiveCeilingChips: nonAdaptiveCeiling(train, 'mixed'), bestResponseChips: Object.fromEntries(evalOpponents.map((n) => [n, bestResponseValue(n, 'mixed')])) }
-    : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) } : { note: 'no exact oracle for this task' };
+    : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) }
+    : first.task === 'tictactoe' ? { note: 'oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory' } : { note: 'no exact oracle for this task' };
   const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}`;
   const md = [
     `## ${o.task}${o.label ? ` (${o.label})` : ''}: ${arms.map((a) => CONFIG[a]).join(' vs ')}`,
@@ -209,7 +281,9 @@ async function main(): Promise<void> {
     ...lines,
     '',
     ...(mixLines.length ? [`Against the training mixture (${train.map((t) => `${t.name} ×${t.weight}`).join(', ')}), by episode:`, '', ...mixLines, '', 'Paired differences (per deal, same evaluation seed; se from the per-deal differences):', '', ...paired, ''] : []),
-    ...(evalTrial.stopWhenWon ? ['Success rate by episode (won in any episode ≤ k), mean across seeds:', '', ...success, ''] : []),
+    // Tic-tac-toe has its own success table, with evaluation standard errors (tttTables).
+    ...(evalTrial.stopWhenWon && first.task !== 'tictactoe' ? ['Success rate by episode (won in any episode ≤ k), mean across seeds:', '', ...success, ''] : []),
+    ...ttt,
     'Compute per run:',
     '',
     ...compute,

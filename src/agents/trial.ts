@@ -59,6 +59,24 @@ export const TrialConfigSchema = z.object({
    * lets a tiny model read each past episode as one embedding).
    */
   pastEpisodes: z.enum(['moves', 'summary', 'outcome']).default('moves'),
+  /**
+   * Also show, after the current observation, the actions taken from this very observation in
+   * earlier episodes of the trial, each fused with how its episode ended (`tried c5_lost c1_drew`,
+   * see `triedToken`). In same_state trials against an opponent that answers a position the same
+   * way every time, that is the part of the past a retry needs — which lines already failed from
+   * here — in a form a tiny model reads as a few embeddings, not by matching move lists. Nothing is
+   * shown when no past move was made from here, and never with contextMode 'none'. A word tokenizer
+   * needs `tried` and the fused words in the env's vocabulary (tic-tac-toe's token observation has
+   * them; they are not in TRIAL_WORDS, so the tokenizers of runs without this option are unchanged).
+   */
+  triedActions: z.boolean().default(false),
+  /**
+   * What the reflection prompt shows of the episode just played: 'moves' (its moves per
+   * historyWindow/obsWindow, then its result) or 'outcome' (the one fused token pastEpisodes
+   * 'outcome' shows, e.g. `B_lost`: the evidence a tiny model can turn into a remark without
+   * having to learn an action × result interaction).
+   */
+  reflectionInput: z.enum(['moves', 'outcome']).default('moves'),
 }).strict();
 export type TrialConfig = z.output<typeof TrialConfigSchema>;
 
@@ -221,7 +239,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     const playIdx: number[] = [];
     for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
       const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${k + 1} of ${cfg.episodes}`;
-      const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs} ->`].filter(Boolean).join(' ');
+      const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs}`, renderTried(past, obs, cfg), '->'].filter(Boolean).join(' ');
       const { seq, completion } = await call(prompt, actionGrammar(env, tok, cfg.constrained));
       const r = env.step(completion.text);
       const anchor = cfg.anchor === 'prompt' ? prompt : obs;
@@ -235,11 +253,14 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     if (playIdx.length > 0) samples[playIdx[playIdx.length - 1]!]!.step!.lastOfEpisode = true;
     const won = env.won();
     episodes.push({ reward: env.episodeReturn(), won, done, seat });
-    const ep: PastEpisode = { moves, won, summary: env.observe(), token: env.episodeToken?.() };
+    const ep: PastEpisode = { moves, won, reward: env.episodeReturn(), summary: env.observe(), token: env.episodeToken?.() };
     past.push(ep);
     const last = k === cfg.episodes - 1 || (cfg.stopWhenWon && won);
     if (!last && cfg.reflect) {
-      const prompt = [cfg.rules === 'full' ? env.rules() : '', `| reflect ep ${k + 1}`, renderMoves(moves, cfg.historyWindow, cfg.obsWindow), `result ${won ? 'won' : 'lost'} | remark :`].filter(Boolean).join(' ');
+      const seen = cfg.reflectionInput === 'outcome'
+        ? `${ep.token ?? outcomeToken(moves[moves.length - 1]?.action ?? 'none', won)} | remark :`
+        : `${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} result ${won ? 'won' : 'lost'} | remark :`;
+      const prompt = [cfg.rules === 'full' ? env.rules() : '', `| reflect ep ${k + 1}`, seen].filter(Boolean).join(' ');
       const words = [...new Set([...cfg.remarkWords, ...actionWords(env)])];
       const { seq, completion } = await call(prompt, remarkGrammar(tok, words, cfg));
       const remark = extractRemark(completion.text);
@@ -266,7 +287,7 @@ export function seatOf(env: TextEnv): string {
   return env.seat === undefined ? '' : String(env.seat);
 }
 
-interface PastEpisode { moves: Move[]; won: boolean; summary: string; token?: string; remark?: string }
+interface PastEpisode { moves: Move[]; won: boolean; reward: number; summary: string; token?: string; remark?: string }
 
 function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
   if (cfg.contextMode === 'none') return '';
@@ -283,6 +304,14 @@ function renderPast(past: PastEpisode[], cfg: TrialConfig): string {
     .join(' ');
 }
 
+/** `| tried c5_lost …`: actions taken from observation `obs` in earlier episodes (see TrialConfig.triedActions); '' when none. */
+export function renderTried(past: readonly { moves: readonly Move[]; won: boolean; reward: number }[], obs: string, cfg: Pick<TrialConfig, 'triedActions' | 'contextMode'>): string {
+  if (!cfg.triedActions || cfg.contextMode === 'none') return '';
+  const tried = new Set<string>();
+  for (const e of past) for (const m of e.moves) if (m.obs === obs) tried.add(triedToken(m.action, e.won, e.reward));
+  return tried.size === 0 ? '' : `| tried ${[...tried].join(' ')}`;
+}
+
 function actionWords(env: TextEnv): string[] {
   return [...new Set(env.legalActions().concat(actionSpace(env)).flatMap((a) => a.split(/\s+/)).filter((w) => /^[A-Za-z]+$/.test(w)))];
 }
@@ -290,6 +319,15 @@ function actionWords(env: TextEnv): string[] {
 /** One token naming an episode's last action and its result, e.g. `B_won` (see TrialConfig.pastEpisodes). */
 export function outcomeToken(action: string, won: boolean): string {
   return `${action.replace(/\s+/g, '')}_${won ? 'won' : 'lost'}`;
+}
+
+/**
+ * An action tried in an earlier episode fused with how that episode ended: `c5_won`, `c5_drew` (not
+ * won, return ≥ 0) or `c5_lost` (return < 0) — a draw kept apart from a loss, since a line that
+ * drew is worth replaying against a strong opponent where one that lost is not.
+ */
+export function triedToken(action: string, won: boolean, reward: number): string {
+  return `${action.replace(/\s+/g, '')}_${won ? 'won' : reward < 0 ? 'lost' : 'drew'}`;
 }
 
 /** The fused outcome tokens of every action an env can take (to add to a word tokenizer's vocabulary). */

@@ -54,6 +54,8 @@ export const envOptionSchemas = {
     opponent: z.string().optional(),
     seat: z.enum(['X', 'O', 'random']).optional(),
     maxTurns: positiveInt.optional(),
+    observation: z.enum(['text', 'token']).optional(),
+    rewardScale: z.number().positive().finite().optional(),
   }).strict(),
   sokoban: z.object({
     width: z.number().int().min(3).optional(),
@@ -67,6 +69,7 @@ export const envOptionSchemas = {
     maxAttempts: positiveInt.optional(),
     maxActionsPerTurn: positiveInt.optional(),
     maxTurns: positiveInt.optional(),
+    observation: z.enum(['text', 'token']).optional(),
   }).strict().superRefine(checkSokobanSize),
   bandit: z.object({ arms: z.number().int().min(2).max(26).optional() }).strict(),
   rps: z.object({
