@@ -9,6 +9,14 @@
  *
  * The episode ends when solved, when a push makes the level unsolvable (a box cornered off target,
  * or the BFS solver finds no solution: `info.dead`), or after `maxTurns` (7) turns.
+ *
+ * `observation: 'token'` (for tiny built-in models, as Kuhn's information-set token): the position
+ * as a few fused tokens instead of a grid of symbols — where the player, each box, each target and
+ * each interior wall is (`p_2_3`, `b_3_3`, `t_4_3`, `w_2_2`), then each box relative to the player
+ * and each target relative to its nearest box (`pb_s1e0`: one row south, zero columns east). A
+ * grid of symbols only says where a cell is by its place in the prompt, which moves with every
+ * line of history; these tokens say it in the token itself, and the relative ones carry the push
+ * geometry a move depends on. Border walls are not listed (every level has them).
  */
 import type { StepResult, TextEnv } from './types.ts';
 import { assertSeed, mixSeed } from './rng.ts';
@@ -27,6 +35,8 @@ export interface SokobanEnvOptions extends SokobanGenOptions {
   maxActionsPerTurn?: number;
   /** Turns per episode. Default 7. */
   maxTurns?: number;
+  /** 'text' (a grid of symbols, default) or 'token' (fused position tokens; see the module comment). */
+  observation?: 'text' | 'token';
 }
 
 export const SOKOBAN_REWARDS = { step: -0.1, boxOn: 1, boxOff: -1, solved: 10 } as const;
@@ -42,6 +52,7 @@ export class SokobanEnv implements TextEnv {
   private readonly fixedLevel: SokobanLevel | null;
   private readonly maxActions: number;
   private readonly maxTurns: number;
+  private readonly observation: 'text' | 'token';
 
   private seed: number | null = null;
   private levelValue: SokobanLevel | null = null;
@@ -53,11 +64,13 @@ export class SokobanEnv implements TextEnv {
   private returnSum = 0;
 
   constructor(opts: SokobanEnvOptions = {}) {
-    const { level, maxActionsPerTurn, maxTurns, ...gen } = opts;
+    const { level, maxActionsPerTurn, maxTurns, observation, ...gen } = opts;
     this.genOptions = gen;
     this.fixedLevel = level ?? null;
     this.maxActions = maxActionsPerTurn ?? 3;
     this.maxTurns = maxTurns ?? 7;
+    this.observation = observation ?? 'text';
+    if (this.observation !== 'text' && this.observation !== 'token') throw new Error(`sokoban: observation must be 'text' or 'token', got '${String(observation)}'`);
     if (!Number.isInteger(this.maxActions) || this.maxActions < 1) throw new Error(`sokoban: maxActionsPerTurn must be an integer ≥ 1, got ${maxActionsPerTurn}`);
     if (!Number.isInteger(this.maxTurns) || this.maxTurns < 1) throw new Error(`sokoban: maxTurns must be an integer ≥ 1, got ${maxTurns}`);
   }
@@ -120,7 +133,7 @@ export class SokobanEnv implements TextEnv {
 
   observe(): string {
     const l = this.level;
-    const parts = [`grid ${renderGrid(l, this.pos)}`, `boxes on target ${boxesOnTargets(l, this.pos.boxes)} of ${l.targets.length}`];
+    const parts = [this.observation === 'token' ? positionTokens(l, this.pos).join(' ') : `grid ${renderGrid(l, this.pos)}`, `boxes on target ${boxesOnTargets(l, this.pos.boxes)} of ${l.targets.length}`];
     if (this.end !== null) parts.push(`result ${this.end}`);
     return parts.join(' | ');
   }
@@ -195,6 +208,11 @@ export class SokobanEnv implements TextEnv {
     return vocabularyOf([this.rules()], [
       '|', '/', 'grid', ...SYMBOLS, 'boxes', 'on', 'target', 'of', 'result', 'solved', 'stuck', 'out', 'turns',
       ...DIRECTIONS, ',', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9',
+      // Token observations are for tiny models that also read past moves as fused tokens
+      // (trial pastEpisodes 'outcome', triedActions): `up_lost` etc. for every direction.
+      ...(this.observation === 'token'
+        ? [...positionVocabulary(this.genOptions.width ?? this.fixedLevel?.width ?? 6, this.genOptions.height ?? this.fixedLevel?.height ?? 6), ...DIRECTIONS.flatMap((d) => [`${d}_won`, `${d}_lost`, `${d}_drew`])]
+        : []),
     ]);
   }
 }
@@ -210,4 +228,53 @@ export function parseSokobanActions(raw: unknown, maxMoves = 3): Direction[] | n
   if (words.length === 0 || words.length > maxMoves) return null;
   if (!words.every((w) => (DIRECTIONS as readonly string[]).includes(w))) return null;
   return words as Direction[];
+}
+
+const cellToken = (kind: string, level: Pick<SokobanLevel, 'width'>, cell: number) => `${kind}_${Math.floor(cell / level.width)}_${cell % level.width}`;
+
+/** An offset as one word: rows south (s) or north (n), then columns east (e) or west (w), e.g. `s1e0`. */
+function offsetWord(dr: number, dc: number): string {
+  return `${dr >= 0 ? 's' : 'n'}${Math.abs(dr)}${dc >= 0 ? 'e' : 'w'}${Math.abs(dc)}`;
+}
+
+/**
+ * The `observation: 'token'` rendering of a position: player, boxes, targets and interior walls as
+ * cell tokens, then each box relative to the player (`pb_…`) and each target relative to its
+ * nearest box (`bt_…`, ties to the lower cell index).
+ */
+export function positionTokens(level: SokobanLevel, pos: SokobanPosition): string[] {
+  const rc = (cell: number) => [Math.floor(cell / level.width), cell % level.width] as const;
+  const out = [cellToken('p', level, pos.player)];
+  for (const b of pos.boxes) out.push(cellToken('b', level, b));
+  for (const t of level.targets) out.push(cellToken('t', level, t));
+  for (let i = 0; i < level.walls.length; i++) {
+    const [r, c] = rc(i);
+    const border = r === 0 || c === 0 || r === level.height - 1 || c === level.width - 1;
+    if (level.walls[i] && !border) out.push(cellToken('w', level, i));
+  }
+  const [pr, pc] = rc(pos.player);
+  for (const b of pos.boxes) {
+    const [br, bc] = rc(b);
+    out.push(`pb_${offsetWord(br - pr, bc - pc)}`);
+  }
+  for (const t of level.targets) {
+    const [tr, tc] = rc(t);
+    let best = pos.boxes[0]!, bestD = Infinity;
+    for (const b of pos.boxes) {
+      const [br, bc] = rc(b);
+      const d = Math.abs(br - tr) + Math.abs(bc - tc);
+      if (d < bestD) { best = b; bestD = d; }
+    }
+    const [br, bc] = rc(best);
+    out.push(`bt_${offsetWord(tr - br, tc - bc)}`);
+  }
+  return out;
+}
+
+/** Every token `positionTokens` can produce on a width × height level. */
+export function positionVocabulary(width: number, height: number): string[] {
+  const words: string[] = [];
+  for (let r = 0; r < height; r++) for (let c = 0; c < width; c++) for (const k of ['p', 'b', 't', 'w']) words.push(`${k}_${r}_${c}`);
+  for (let dr = -(height - 1); dr <= height - 1; dr++) for (let dc = -(width - 1); dc <= width - 1; dc++) words.push(`pb_${offsetWord(dr, dc)}`, `bt_${offsetWord(dr, dc)}`);
+  return [...new Set(words)];
 }
