@@ -20,6 +20,7 @@ import { parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
 import { meanSe, type EvalReport } from '../src/eval/trials.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
+import { diff, f3, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -59,22 +60,8 @@ async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
   return { arm, seed, result, command, trained: trained!, untrained: untrained!, random: random! };
 }
 
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '–');
 /** Per-trial rewards of episode k (one opponent: 'none'). */
 const rewardsAt = (r: EvalReport, k: number) => r.opponents[0]!.trialRewards.map((eps) => eps[k]!);
-const diff = (a: number[], b: number[]) => a.map((x, i) => x - b[i]!);
-
-/** Mean across seeds of per-seed (mean, se): sd = seed spread, se = evaluation se of the across-seed mean. */
-function across(per: [number, number][]): { mean: number; sd: number; se: number } {
-  const n = per.length;
-  const mean = per.reduce((a, x) => a + x[0], 0) / n;
-  const sd = n > 1 ? Math.sqrt(per.reduce((a, x) => a + (x[0] - mean) ** 2, 0) / (n - 1)) : Number.NaN;
-  return { mean, sd, se: Math.sqrt(per.reduce((a, x) => a + x[1] ** 2, 0)) / n };
-}
-const cell = (per: [number, number][]) => {
-  const c = across(per);
-  return `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
-};
 
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];

@@ -25,6 +25,7 @@ import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { SokobanEnv, SOKOBAN_REWARDS } from '../src/envs/sokoban.ts';
 import { solveSokoban } from '../src/envs/sokoban-solver.ts';
+import { diff, f3, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -98,23 +99,10 @@ async function ablations(run: ArmRun): Promise<Record<string, EvalReport>> {
 }
 const cfg0 = (r: ArmRun) => r.result.config;
 
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '–');
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 const rewards = (r: EvalReport) => r.opponents[0]!.trialRewards;
 const solvedAt = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps[k]! > 0 ? 1 : 0));
 const solvedBy = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps.slice(0, k + 1).some((x) => x > 0) ? 1 : 0));
-const diff = (a: number[], b: number[]) => a.map((x, i) => x - b[i]!);
-
-function across(per: [number, number][]): { mean: number; sd: number; se: number } {
-  const n = per.length;
-  const mean = per.reduce((a, x) => a + x[0], 0) / n;
-  const sd = n > 1 ? Math.sqrt(per.reduce((a, x) => a + (x[0] - mean) ** 2, 0) / (n - 1)) : Number.NaN;
-  return { mean, sd, se: Math.sqrt(per.reduce((a, x) => a + x[1] ** 2, 0)) / n };
-}
-const cell = (per: [number, number][]) => {
-  const c = across(per);
-  return `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
-};
 
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];

@@ -2,29 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { runTrial, TRIAL_WORDS, outcomeVocabulary } from '../src/agents/trial.ts';
 import { WordTokenizer } from '../src/engine/tokenizer.ts';
 import { BanditEnv } from '../src/envs/bandit.ts';
-import type { InferenceEngine, SampledCompletion, SamplingParams } from '../src/engine/types.ts';
+import { scriptedTrialEngine as scripted } from './helpers/scripted-trial-engine.ts';
 import { parseRunConfig } from '../src/run/run-config.ts';
 import { trialParts } from '../src/run/run.ts';
 import { defaultBackend } from '../src/engine/backends.ts';
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-
-function scripted(tok: WordTokenizer, answers: string[]): InferenceEngine & { prompts: string[]; params: SamplingParams[] } {
-  const prompts: string[] = [];
-  const params: SamplingParams[] = [];
-  return {
-    tokenizer: tok,
-    prompts,
-    params,
-    version: () => 0,
-    async generate(prompt, p): Promise<SampledCompletion> {
-      prompts.push(tok.decode(prompt));
-      params.push(p);
-      const ids = tok.encode(answers.shift() ?? '');
-      return { ids, logprobs: ids.map(() => -1), versions: ids.map(() => 0), text: tok.decode(ids), finishReason: 'stop', temperature: 1 };
-    },
-  };
-}
 
 describe("trial reflectionInput 'outcome'", () => {
   it('the reflection prompt shows only the fused outcome token; later play prompts show only the remarks', async () => {

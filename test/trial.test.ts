@@ -5,30 +5,11 @@ import type { Trajectory } from '../src/core/types.ts';
 import { WordTokenizer } from '../src/engine/tokenizer.ts';
 import { BanditEnv } from '../src/envs/bandit.ts';
 import { KuhnEnv } from '../src/envs/kuhn.ts';
-import type { InferenceEngine, SampledCompletion, SamplingParams } from '../src/engine/types.ts';
+import { scriptedTrialEngine as scripted } from './helpers/scripted-trial-engine.ts';
 
 const MAGE = { kind: 'mage' as const, invalidCoef: 0.5, gammaStep: 0.95, gammaTrial: 0.6, lengthCoef: 0, maxLength: null, penaltyInReturns: false, episodeReward: 'differential' as const };
 const GIGPO = { estimator: 'gigpo' as const, mode: 'mean_norm' as const, stepWeight: 1, groupBy: ['group', 'opponent'], anchorKey: 'anchor', eps: 1e-6, stdUnbiased: true, episodeSingleton: 'raw' as const };
 const creditAndAdvantages = (trajs: Trajectory[]) => prepareBatch([{ trajectories: trajs, groupId: 'g' }], MAGE, GIGPO);
-
-/** An engine that answers with scripted texts and records the prompts it saw. */
-function scripted(tok: WordTokenizer, answers: string[]): InferenceEngine & { prompts: string[]; params: SamplingParams[] } {
-  const prompts: string[] = [];
-  const params: SamplingParams[] = [];
-  return {
-    tokenizer: tok,
-    prompts,
-    params,
-    version: () => 3,
-    async generate(prompt, p): Promise<SampledCompletion> {
-      prompts.push(tok.decode(prompt));
-      params.push(p);
-      const text = answers.shift() ?? '';
-      const ids = tok.encode(text);
-      return { ids, logprobs: ids.map((_, i) => -0.5 - i), versions: ids.map(() => 3), text: tok.decode(ids), finishReason: 'stop', temperature: 1 };
-    },
-  };
-}
 
 function bandit(): { env: BanditEnv; tok: WordTokenizer } {
   const env = new BanditEnv();
