@@ -14,13 +14,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { readConfigFile } from '../src/cli/config-file.ts';
-import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
-import { parseRunConfig } from '../src/run/run-config.ts';
-import { canonicalJson } from '../src/engine/checkpoint.ts';
+import type { TrainRunResult } from '../src/run/run.ts';
 import { meanSe, type EvalReport } from '../src/eval/trials.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
-import { diff, f3, seedCell as cell } from './seed-stats.ts';
+import { diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -38,26 +35,11 @@ const stem = `meta-rl-reflect${o.label ? `-${o.label}` : ''}`;
 interface ArmRun { arm: Arm; seed: number; result: TrainRunResult; command: string; trained: EvalReport; untrained: EvalReport; random: EvalReport }
 
 async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
-  const sets = [`seed=${seed}`, ...o.set];
-  const raw = readConfigFile(ARMS[arm], sets);
-  const out = join(o.runs, `${stem}-${arm}-s${seed}`);
-  const command = `agentrl train ${ARMS[arm]} ${sets.map((s) => `--set ${s}`).join(' ')} --out ${out}`;
-  const done = loadFinishedRun(out);
-  let result: TrainRunResult;
-  if (done && canonicalJson(done.config) === canonicalJson(parseRunConfig(raw))) {
-    console.log(`[${arm} seed ${seed}] reusing the finished run in ${out}`);
-    result = done;
-  } else {
-    console.log(`[${arm} seed ${seed}] ${command}`);
-    result = await trainRun(raw, {
-      out, resume: true,
-      onStep: (m, cfg) => {
-        if ((m.version + 1) % 25 === 0 || m.version + 1 === cfg.trainer.steps) console.log(`  [${arm} seed ${seed}] step ${m.version + 1} reward by episode ${m.episodeReward.map((x) => x.toFixed(2)).join('/')}`);
-      },
-    });
-  }
-  const [untrained, trained, random] = result.eval!;
-  return { arm, seed, result, command, trained: trained!, untrained: untrained!, random: random! };
+  const run = await runOrReuse({
+    label: `${arm} seed ${seed}`, config: ARMS[arm], sets: [`seed=${seed}`, ...o.set], out: join(o.runs, `${stem}-${arm}-s${seed}`),
+    every: 25, progress: (m) => `reward by episode ${m.episodeReward.map((x) => x.toFixed(2)).join('/')}`,
+  });
+  return { arm, seed, ...run };
 }
 
 /** Per-trial rewards of episode k (one opponent: 'none'). */

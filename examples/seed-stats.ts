@@ -1,4 +1,10 @@
-/** Small statistics shared by the result scripts: across-seed means with seed spread and evaluation se. */
+/** Shared by the result scripts: run-or-reuse of one arm × seed, and across-seed means with seed spread and evaluation se. */
+import { readConfigFile } from '../src/cli/config-file.ts';
+import { canonicalJson } from '../src/engine/checkpoint.ts';
+import type { EvalReport } from '../src/eval/trials.ts';
+import { parseRunConfig } from '../src/run/run-config.ts';
+import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
+import type { StepMetrics } from '../src/train/trainer.ts';
 
 export const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '–');
 
@@ -18,3 +24,34 @@ export const seedCell = (per: [number, number][]) => {
   const c = acrossSeeds(per);
   return `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
 };
+
+/** One arm × seed of a result script: a finished run of the same config is reused, else it trains (resuming). */
+export interface SeedRun {
+  result: TrainRunResult;
+  /** The `agentrl train` command that reproduces the run. */
+  command: string;
+  untrained: EvalReport;
+  trained: EvalReport;
+  random: EvalReport;
+}
+
+export async function runOrReuse(o: { label: string; config: string; sets: string[]; out: string; every: number; progress: (m: StepMetrics) => string }): Promise<SeedRun> {
+  const raw = readConfigFile(o.config, o.sets);
+  const command = `agentrl train ${o.config} ${o.sets.map((s) => `--set ${s}`).join(' ')} --out ${o.out}`;
+  const done = loadFinishedRun(o.out);
+  let result: TrainRunResult;
+  if (done && canonicalJson(done.config) === canonicalJson(parseRunConfig(raw))) {
+    console.log(`[${o.label}] reusing the finished run in ${o.out}`);
+    result = done;
+  } else {
+    console.log(`[${o.label}] ${command}`);
+    result = await trainRun(raw, {
+      out: o.out, resume: true,
+      onStep: (m, cfg) => {
+        if ((m.version + 1) % o.every === 0 || m.version + 1 === cfg.trainer.steps) console.log(`  [${o.label}] step ${m.version + 1} ${o.progress(m)}`);
+      },
+    });
+  }
+  const [untrained, trained, random] = result.eval!;
+  return { result, command, untrained: untrained!, trained: trained!, random: random! };
+}

@@ -15,17 +15,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { readConfigFile } from '../src/cli/config-file.ts';
-import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
-import { parseRunConfig, type RunConfig } from '../src/run/run-config.ts';
-import { canonicalJson } from '../src/engine/checkpoint.ts';
+import type { TrainRunResult } from '../src/run/run.ts';
+import type { RunConfig } from '../src/run/run-config.ts';
 import { evalSeed, evaluatePolicy, evaluateScripted, meanSe, type EvalReport } from '../src/eval/trials.ts';
 import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
 import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { SokobanEnv, SOKOBAN_REWARDS } from '../src/envs/sokoban.ts';
 import { solveSokoban } from '../src/envs/sokoban-solver.ts';
-import { diff, f3, seedCell as cell } from './seed-stats.ts';
+import { diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -46,26 +44,11 @@ const ROW: Record<string, string> = { meta: 'meta-RL', grpo: '1-episode GRPO' };
 interface ArmRun { arm: string; seed: number; result: TrainRunResult; command: string; trained: EvalReport; untrained: EvalReport; random: EvalReport }
 
 async function runArm(arm: string, seed: number): Promise<ArmRun> {
-  const sets = [`seed=${seed}`, ...o.set];
-  const raw = readConfigFile(CONFIG[arm]!, sets);
-  const out = join(o.runs, `${stem}-${arm}-s${seed}`);
-  const command = `agentrl train ${CONFIG[arm]} ${sets.map((s) => `--set ${s}`).join(' ')} --out ${out}`;
-  const done = loadFinishedRun(out);
-  let result: TrainRunResult;
-  if (done && canonicalJson(done.config) === canonicalJson(parseRunConfig(raw))) {
-    console.log(`[${arm} seed ${seed}] reusing the finished run in ${out}`);
-    result = done;
-  } else {
-    console.log(`[${arm} seed ${seed}] ${command}`);
-    result = await trainRun(raw, {
-      out, resume: true,
-      onStep: (m, cfg) => {
-        if ((m.version + 1) % 10 === 0 || m.version + 1 === cfg.trainer.steps) console.log(`  [${arm} seed ${seed}] step ${m.version + 1} win rate by episode ${m.winRate.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(1)} s)`);
-      },
-    });
-  }
-  const [untrained, trained, random] = result.eval!;
-  return { arm, seed, result, command, trained: trained!, untrained: untrained!, random: random! };
+  const run = await runOrReuse({
+    label: `${arm} seed ${seed}`, config: CONFIG[arm]!, sets: [`seed=${seed}`, ...o.set], out: join(o.runs, `${stem}-${arm}-s${seed}`),
+    every: 10, progress: (m) => `win rate by episode ${m.winRate.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(1)} s)`,
+  });
+  return { arm, seed, ...run };
 }
 
 /** The BFS-optimal player: the first move of an optimal solution from the current position. */
