@@ -1,12 +1,18 @@
 /**
- * `agentrl train CONFIG`: one run of the training loop (src/train/trainer.ts) on the built-in engine
- * for any built-in task, into a run directory:
+ * `agentrl train CONFIG`: one run of the training loop (src/train/trainer.ts), on the built-in engine
+ * by default, for any built-in task, into a run directory:
  *
  *   RUN/config.json      the resolved config (every default filled in)
  *   RUN/metrics.jsonl    one line per step (rewards by episode and opponent, loss, clip fraction,
  *                        staleness, tokens trained and processed, timings)
  *   RUN/checkpoint/      weights, AdamW state, loop version, groups admitted, sampler RNG (atomic)
- *   RUN/eval.json, eval.md, plot.svg   per-opponent × episode evaluation and the reward curve
+ *   RUN/trajectories/    sampled trajectories, token by token (log.trajectories), for `agentrl dashboard`
+ *   RUN/eval.json, eval.md   per-opponent × episode evaluation
+ *   RUN/plot.svg, plot.png, tb/   the curves (src/eval/run-plots.ts) and TensorBoard event files
+ *
+ * Optional scale-out sections swap one part and keep the rest: `engine` (rollouts on vLLM/SGLang
+ * servers: src/engine/remote), `trainerService` (training on a Tinker-compatible service:
+ * src/train/remote), `rollout: {kind: redis}` (rollouts on `agentrl worker` processes: src/train/redis).
  *
  * `resume: true` continues from RUN/checkpoint. With η = 0 the continuation is exact: nothing runs
  * between steps, the task source is a pure function of the group index, and the sampler's RNG state
