@@ -376,7 +376,8 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     onBatch: (samples, groups) => {
       const trajectories = groups.flatMap((g) => g.trajectories);
       byOpponent = opponentStats(trajectories);
-      trajLog.record(state.steps, withCredit(trajectories, samples), decode, { trainerVersion: loop.version() });
+      // Credited copies of the batch only on the steps that are logged.
+      if (trajLog.due(state.steps)) trajLog.record(state.steps, withCredit(trajectories, samples), decode, { trainerVersion: loop.version() });
     },
   });
   const t0 = performance.now();
