@@ -5,25 +5,17 @@
  * rendered by resvg — a real PNG (signature, chunk CRCs, IHDR size, decoded pixels) that is not
  * blank and whose title text was drawn (system fonts found). `agentrl plot` is run as a user runs it.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { figureSvg, histogramMean, movingMean, readMetricsRows, runPanels, svgToPng, writeRunPlots, type MetricsRow } from '../src/eval/run-plots.ts';
 import { svgDocument } from '../src/eval/plot.ts';
 import { decodePng, inkPixels, PNG_SIGNATURE } from './fixtures/plots/png.ts';
+import { tempDirs } from './helpers/temp-dirs.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'agentrl-plots-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('agentrl-plots-');
 
 /** Step i of a 3-episode trial run, every value chosen so the panels' numbers are easy to check. */
 function row(i: number): MetricsRow {

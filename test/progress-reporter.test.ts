@@ -5,23 +5,15 @@
  * qa` run as a user runs them with a pipe for stdout: plain lines, or parseable JSON lines ending
  * in one summary object.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDuration, formatLive, Progress, progressMode } from '../src/cli/progress.ts';
+import { tempDirs } from './helpers/temp-dirs.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'agentrl-progress-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('agentrl-progress-');
 
 /** A Progress writing to an array, on a clock the test moves. */
 function harness(mode: 'plain' | 'json', total: number) {

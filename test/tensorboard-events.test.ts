@@ -6,21 +6,13 @@
  * checked, every scalar decoded to its float32 value, file_version first, one file per population
  * member — plus the CSV export.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32c, decodeEvent, encodeEvent, eventFile, maskedCrc32c, metricsCsv, readEventFile, readTfRecords, scalarsOf, tfRecord, writeTensorBoard } from '../src/eval/tensorboard.ts';
+import { tempDirs } from './helpers/temp-dirs.ts';
 
-const dirs: string[] = [];
-function tmp(): string {
-  const d = mkdtempSync(join(tmpdir(), 'agentrl-tb-'));
-  dirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('agentrl-tb-');
 
 describe('CRC32C and TFRecord framing', () => {
   it('the standard check value and the RFC 3720 vectors', () => {
