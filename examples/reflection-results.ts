@@ -17,7 +17,7 @@ import { Command } from 'commander';
 import type { TrainRunResult } from '../src/run/run.ts';
 import { meanSe, type EvalReport } from '../src/eval/trials.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
-import { diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
+import { commandsAndCompute, diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -85,12 +85,7 @@ async function main(): Promise<void> {
     const per = seeds.map((s) => meanSe(diff(rewardsAt(rep(s), K - 1), rewardsAt(rep(s), 0))));
     md.push(`| ${name} | ${cell(per)} | ${per.map((x) => f3(x[0])).join(', ')} |`);
   }
-  md.push('', 'Commands (one per run):', '', ...runs.map((r) => `- \`${r.command}\``), '');
-  md.push('Compute per run (trained tokens / processed tokens / train seconds):', '', ...runs.map((r) => {
-    const h = r.result.history as unknown as Record<string, number>[];
-    const sum = (k: string) => h.reduce((a, m) => a + (Number(m[k]) || 0), 0);
-    return `- ${r.arm} seed ${r.seed}: ${sum('trainedTokens')} / ${sum('processedTokens')} / ${sum('seconds').toFixed(0)} s`;
-  }), '');
+  md.push('', ...commandsAndCompute(runs));
   mkdirSync(o.out, { recursive: true });
   writeFileSync(join(o.out, `${stem}.md`), md.join('\n'));
   writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({ seeds, runs: runs.map((r) => ({ arm: r.arm, seed: r.seed, command: r.command, reports: [r.untrained, r.trained, r.random] })) }, null, 2) + '\n');

@@ -55,3 +55,15 @@ export async function runOrReuse(o: { label: string; config: string; sets: strin
   const [untrained, trained, random] = result.eval!;
   return { result, command, untrained: untrained!, trained: trained!, random: random! };
 }
+
+/** The results page's last lines: each run's command, then its compute (trained / processed tokens, train seconds). */
+export function commandsAndCompute(runs: readonly { arm: string; seed: number; command: string; result: TrainRunResult }[]): string[] {
+  return [
+    'Commands (one per run):', '', ...runs.map((r) => `- \`${r.command}\``), '',
+    'Compute per run (trained tokens / processed tokens / train seconds):', '', ...runs.map((r) => {
+      const h = r.result.history as unknown as Record<string, number>[];
+      const sum = (k: string) => h.reduce((a, m) => a + (Number(m[k]) || 0), 0);
+      return `- ${r.arm} seed ${r.seed}: ${sum('trainedTokens')} / ${sum('processedTokens')} / ${sum('seconds').toFixed(0)} s`;
+    }), '',
+  ];
+}

@@ -23,7 +23,7 @@ import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { SokobanEnv, SOKOBAN_REWARDS } from '../src/envs/sokoban.ts';
 import { solveSokoban } from '../src/envs/sokoban-solver.ts';
-import { diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
+import { commandsAndCompute, diff, f3, runOrReuse, seedCell as cell } from './seed-stats.ts';
 
 const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
@@ -165,12 +165,7 @@ async function main(): Promise<void> {
     }
   }
   md.push('', `Invalid turns: ${rows.map(([name, r]) => `${name} ${f3(seeds.reduce((a, s) => a + r(s).opponents[0]!.invalidRate, 0) / seeds.length)}`).join(', ')} (moves are held to the legal ones; a blocked move cannot be chosen).`);
-  md.push('', 'Commands (one per run):', '', ...runs.map((r) => `- \`${r.command}\``), '');
-  md.push('Compute per run (trained tokens / processed tokens / train seconds):', '', ...runs.map((r) => {
-    const h = r.result.history as unknown as Record<string, number>[];
-    const sum = (k: string) => h.reduce((a, m) => a + (Number(m[k]) || 0), 0);
-    return `- ${r.arm} seed ${r.seed}: ${sum('trainedTokens')} / ${sum('processedTokens')} / ${sum('seconds').toFixed(0)} s`;
-  }), '');
+  md.push('', ...commandsAndCompute(runs));
   mkdirSync(o.out, { recursive: true });
   writeFileSync(join(o.out, `${stem}.md`), md.join('\n'));
   writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({ seeds, optimalSteps: optimal, oracle, ablations: Object.fromEntries(ablated), runs: runs.map((r) => ({ arm: r.arm, seed: r.seed, command: r.command, reports: [r.untrained, r.trained, r.random] })) }, null, 2) + '\n');
