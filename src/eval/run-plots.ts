@@ -42,6 +42,13 @@ export function readMetricsRows(path: string, warn: (msg: string) => void = cons
   return rows;
 }
 
+/** RUN/metrics.jsonl's rows (see readMetricsRows); an error naming the fix when the file is missing. */
+export function readRunMetrics(runDir: string, warn?: (msg: string) => void): { metricsPath: string; rows: MetricsRow[] } {
+  const metricsPath = join(runDir, 'metrics.jsonl');
+  if (!existsSync(metricsPath)) throw new Error(`${metricsPath} does not exist: give a run directory written by agentrl train`);
+  return { metricsPath, rows: readMetricsRows(metricsPath, warn) };
+}
+
 const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : Number.NaN);
 const has = (rows: MetricsRow[], key: string) => rows.some((r) => typeof r[key] === 'number' && Number.isFinite(r[key]));
 
@@ -221,9 +228,7 @@ export interface RunPlotOptions {
  * RUN/config.json for the title). Returns the paths written; none when the run has no metrics yet.
  */
 export function writeRunPlots(runDir: string, o: RunPlotOptions = {}): string[] {
-  const metricsPath = join(runDir, 'metrics.jsonl');
-  if (!existsSync(metricsPath)) throw new Error(`${metricsPath} does not exist: give a run directory written by agentrl train`);
-  const rows = readMetricsRows(metricsPath, o.warn);
+  const { rows } = readRunMetrics(runDir, o.warn);
   if (rows.length === 0) return [];
   const evalPath = join(runDir, 'eval.json');
   const evalReports = existsSync(evalPath) ? (JSON.parse(readFileSync(evalPath, 'utf8')) as { reports?: EvalReportLike[] }).reports : undefined;

@@ -16,10 +16,10 @@
  * CRC32C is a table-driven loop for the same reason. The reader below (CRC-checked) is what the
  * tests use to decode the files back.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { histogramMean, readMetricsRows, type MetricsRow } from './run-plots.ts';
+import { histogramMean, readRunMetrics, type MetricsRow } from './run-plots.ts';
 
 // ---------- CRC32C (Castagnoli, reflected polynomial 0x82f63b78) ----------
 
@@ -162,9 +162,7 @@ export interface TensorBoardOptions {
  * clock times). Event files already in OUT are replaced. Returns the files written.
  */
 export function writeTensorBoard(runDir: string, o: TensorBoardOptions = {}): string[] {
-  const metricsPath = join(runDir, 'metrics.jsonl');
-  if (!existsSync(metricsPath)) throw new Error(`${metricsPath} does not exist: give a run directory written by agentrl train`);
-  const rows = readMetricsRows(metricsPath, o.warn);
+  const { metricsPath, rows } = readRunMetrics(runDir, o.warn);
   if (rows.length === 0) return [];
   const outDir = o.outDir ?? join(runDir, 'tb');
   const end = o.endWallTime ?? statSync(metricsPath).mtimeMs / 1000;
