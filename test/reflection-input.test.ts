@@ -48,6 +48,22 @@ describe("trial reflectionInput 'outcome'", () => {
     expect(engine.prompts[2]).toContain('| ep 1 remark : A_lost |');
   });
 
+  it("a default remark may name the env's actions, though none is legal once the episode is over", async () => {
+    const env = new BanditEnv({ arms: 3 });
+    const tok = WordTokenizer.fromVocabulary([...env.vocabulary(), ...TRIAL_WORDS, 'good', 'bad', 'try', 'avoid']);
+    const engine = scripted(tok, ['<action> A </action>', '<remark> avoid A </remark>', '<action> B </action>']);
+    await runTrial(env, engine, { episodes: 2, reflect: true, rules: 'none', maxRemarkWords: 2 }, { seed: 3, groupId: 'g', opponent: 'none' });
+    expect(env.legalActions()).toEqual([]);
+    const c = engine.params[1]!.constraint!;
+    const allowed = (m: Uint8Array | null) => [...m!].flatMap((v, id) => (v ? [tok.tokenString(id)] : [])).sort();
+    expect(allowed(c([tok.tokenId('<remark>')!]))).toEqual(['</remark>', 'A', 'B', 'C', 'avoid', 'bad', 'good', 'try']);
+    expect(engine.prompts[2]).toContain('remark : avoid A');
+    // remarkActions: false keeps only the configured words.
+    const engine2 = scripted(tok, ['<action> A </action>', '<remark> avoid </remark>', '<action> B </action>']);
+    await runTrial(new BanditEnv({ arms: 3 }), engine2, { episodes: 2, reflect: true, rules: 'none', maxRemarkWords: 2, remarkActions: false }, { seed: 3, groupId: 'g', opponent: 'none' });
+    expect(allowed(engine2.params[1]!.constraint!([tok.tokenId('<remark>')!]))).toEqual(['</remark>', 'avoid', 'bad', 'good', 'try']);
+  });
+
   it('without reflections, reflection_only shows nothing of past episodes (the control arm)', async () => {
     const env = new BanditEnv();
     const tok = WordTokenizer.fromVocabulary([...env.vocabulary(), ...TRIAL_WORDS]);

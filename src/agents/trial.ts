@@ -40,6 +40,12 @@ export const TrialConfigSchema = z.object({
   maxRemarkWords: z.number().int().min(1).default(4),
   /** Words the (small) model may use inside a remark, in addition to the env's action words. */
   remarkWords: z.array(z.string()).default(['good', 'bad', 'try', 'avoid']),
+  /**
+   * Also allow the env's action words in a remark: every action that was legal at some turn of the
+   * trial so far (after an episode an env has no legal actions left, so they are collected while it
+   * plays). Off when `remarkWords` already fuse actions with outcomes (bandit-reflect.yaml).
+   */
+  remarkActions: z.boolean().default(true),
   temperature: z.number().positive().default(1),
   /** Hold the model to the action/remark tag grammar with token masks (for small models; any tokenizer: with a BPE one the masks follow its encodings of the well-formed answers). */
   constrained: z.boolean().default(true),
@@ -212,6 +218,8 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
   const episodes: EpisodeRecord[] = [];
   const info: TrialLog = { seed: opts.seed, reflections: [], truncatedPrompts: 0 };
   const past: PastEpisode[] = [];
+  /** Every action legal at some turn of this trial: the action words a remark may use. */
+  const seenActions = new Set<string>();
 
   const call = async (prompt: string, g: CallGrammar) => {
     let ids = tok.encode(prompt);
@@ -240,6 +248,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
       const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${k + 1} of ${cfg.episodes}`;
       const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs}`, renderTried(past, obs, cfg), '->'].filter(Boolean).join(' ');
+      for (const a of env.legalActions()) seenActions.add(a);
       const { seq, completion } = await call(prompt, actionGrammar(env, tok, cfg.constrained));
       const r = env.step(completion.text);
       const anchor = cfg.anchor === 'prompt' ? prompt : obs;
@@ -261,7 +270,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
         ? `${ep.token ?? outcomeToken(moves[moves.length - 1]?.action ?? 'none', won)} | remark :`
         : `${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} result ${won ? 'won' : 'lost'} | remark :`;
       const prompt = [cfg.rules === 'full' ? env.rules() : '', `| reflect ep ${k + 1}`, seen].filter(Boolean).join(' ');
-      const words = [...new Set([...cfg.remarkWords, ...actionWords(env)])];
+      const words = [...new Set([...cfg.remarkWords, ...(cfg.remarkActions ? actionWords([...seenActions, ...actionSpace(env)]) : [])])];
       const { seq, completion } = await call(prompt, remarkGrammar(tok, words, cfg));
       const remark = extractRemark(completion.text);
       ep.remark = remark ?? '';
@@ -312,8 +321,9 @@ export function renderTried(past: readonly { moves: readonly Move[]; won: boolea
   return tried.size === 0 ? '' : `| tried ${[...tried].join(' ')}`;
 }
 
-function actionWords(env: TextEnv): string[] {
-  return [...new Set(env.legalActions().concat(actionSpace(env)).flatMap((a) => a.split(/\s+/)).filter((w) => /^[A-Za-z]+$/.test(w)))];
+/** The single words of actions (`A`, `up`, `c5`; not the brackets and commas of `( 1 , 2 )`). */
+function actionWords(actions: readonly string[]): string[] {
+  return [...new Set(actions.flatMap((a) => a.split(/\s+/)).filter((w) => /^[A-Za-z][A-Za-z0-9]*$/.test(w)))];
 }
 
 /** One token naming an episode's last action and its result, e.g. `B_won` (see TrialConfig.pastEpisodes). */
