@@ -5,7 +5,8 @@
  *   RUN/config.json      the resolved config (every default filled in)
  *   RUN/metrics.jsonl    one line per step (rewards by episode and opponent, loss, clip fraction,
  *                        staleness, tokens trained and processed, timings)
- *   RUN/checkpoint/      weights, AdamW state, loop version, groups admitted, sampler RNG (atomic)
+ *   RUN/checkpoint/      weights, AdamW state, loop version, groups admitted, sampler RNG (η = 0)
+ *                        or the groups in flight (η > 0), all in one atomic write
  *   RUN/trajectories/    sampled trajectories, token by token (log.trajectories), for `agentrl dashboard`
  *   RUN/eval.json, eval.md   per-opponent × episode evaluation
  *   RUN/plot.svg, plot.png, tb/   the curves (src/eval/run-plots.ts) and TensorBoard event files
@@ -16,9 +17,15 @@
  *
  * `resume: true` continues from RUN/checkpoint. With η = 0 the continuation is exact: nothing runs
  * between steps, the task source is a pure function of the group index, and the sampler's RNG state
- * is saved. With η > 0 the groups admitted but not yet trained on at the checkpoint (running, or
- * finished and waiting) are not saved: the resumed run draws the next items instead, so it
- * continues correctly but not bit-exactly, and that in-flight work is lost.
+ * is saved. With η > 0 rollouts keep running between steps, so the checkpoint also holds a snapshot
+ * of the groups admitted but not yet trained on (taken in one tick with the version and the groups
+ * admitted, inside the same atomic manifest): finished groups are saved whole, token by token, and
+ * the resumed run trains on them as they are, with their original admit version and index; groups
+ * still running are saved as their item only and re-run from scratch (their partial rollouts, and
+ * the sampler's RNG state, are lost), before any new item. So no item is skipped or trained twice
+ * and no finished trajectory is lost, in every rollout mode (in-process, Redis workers, remote
+ * engines: the groups live in the trainer's controller in all three), but the continuation is not
+ * bit-exact.
  *
  * A pretrained model (`model: { path }`) is loaded once, before the task is wired: the trial and
  * search tasks then speak the model's own tokenizer (prompts encoded by it, every trained token
@@ -58,7 +65,7 @@ import { buildMetaSetup, envFactory, policyFromModel, type PretrainedPolicy } fr
 import { loraTargets } from '../train/lora.ts';
 import { exportState, importState, InProcessTrainer, type PolicyTrainer } from '../train/policy-trainer.ts';
 import { WorkerTrainer } from '../train/worker-trainer.ts';
-import { collectRollouts } from '../train/rollout-controller.ts';
+import { collectRollouts, decodePendingGroups, encodePendingGroups, type PendingGroups } from '../train/rollout-controller.ts';
 import { Trainer, type StepMetrics } from '../train/trainer.ts';
 import { trialSource } from '../train/trial-source.ts';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
@@ -225,8 +232,22 @@ const UNTRAINED_FILE = 'eval-untrained.json';
 
 interface LoopState {
   version: number;
+  /** Groups admitted over the whole run: where the resumed source starts. */
   admittedGroups: number;
   steps: number;
+  /**
+   * η > 0: the groups admitted but not trained on (encodePendingGroups). One JSON string, because
+   * the manifest is written indented and a token list as JSON would take one line per number.
+   */
+  pendingGroups?: string;
+}
+
+/** What the resumed loop starts with: the checkpoint's pending groups, or none (η = 0, or an older checkpoint). */
+function pendingOf(state: LoopState): PendingGroups<unknown> {
+  if (state.pendingGroups === undefined) return { nextIndex: state.admittedGroups, finished: [], running: [] };
+  const pending = decodePendingGroups<unknown>(state.pendingGroups);
+  if (pending.nextIndex !== state.admittedGroups) throw new Error(`--resume: the checkpoint's pending groups start the source at ${pending.nextIndex} but its loop state at ${state.admittedGroups}; the checkpoint is inconsistent`);
+  return pending;
 }
 
 /** Train a run described by `cfgIn` (a raw config object) into `o.out`. */
@@ -373,6 +394,7 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
     source: parts.source(state.admittedGroups),
     workflow: redis?.workflow ?? (remote ? parts.workflowFor(remote) : parts.workflow),
     initialVersion: state.version,
+    pending: pendingOf(state),
     onBatch: (samples, groups) => {
       const trajectories = groups.flatMap((g) => g.trajectories);
       byOpponent = opponentStats(trajectories);
@@ -384,7 +406,12 @@ export async function trainRun(cfgIn: unknown, o: TrainRunOptions): Promise<Trai
   const history: StepMetrics[] = [];
   const save = async () => {
     if (worker) importState(parts.trainer, await worker.exportState());
-    const loopState: LoopState = { version: loop.version(), admittedGroups: loop.admittedGroups(), steps: state.steps };
+    // One tick: rollouts go on while the checkpoint is written (η > 0), and the source position must
+    // match the snapshot of the groups in flight (encoded now, before the next step consumes them).
+    const loopState: LoopState = {
+      version: loop.version(), admittedGroups: loop.admittedGroups(), steps: state.steps,
+      ...(cfg.trainer.maxStaleness > 0 ? { pendingGroups: encodePendingGroups(loop.pendingGroups()) } : {}),
+    };
     await saveTrainerCheckpoint(ckDir, parts.trainer, {
       tokenizer: parts.tokenizer,
       // Sampling on Redis workers has no sampler state here to resume from.

@@ -20,6 +20,13 @@
  *   rc.start();
  *   for (let v = 0; v < steps; v++) { const batch = await rc.nextBatch(v); train(batch); publish(v + 1); }
  *   await rc.stop();
+ *
+ * Checkpoints (η > 0: work is in flight between steps): `pendingGroups()` is a snapshot of the
+ * groups admitted but not consumed — finished ones with their trajectories, unfinished ones as their
+ * item only (a partial rollout cannot be resumed). A controller built with `pending` (and the
+ * source positioned at `pending.nextIndex`) puts the finished groups straight back into the queue
+ * with their admission index and admit version, and re-runs the unfinished ones from scratch before
+ * drawing any new item, under their original indices.
  */
 import { setMaxListeners } from 'node:events';
 import { z } from 'zod';
@@ -27,6 +34,7 @@ import type { Trajectory } from '../core/types.ts';
 import type { RolloutContext, RolloutWorkflow } from '../core/workflow.ts';
 import { TokenSource } from '../core/types.ts';
 import type { InferenceEngine } from '../engine/types.ts';
+import { decodeMessage, encodeMessage } from './redis/codec.ts';
 import {
   addToHistogram,
   addTokenStaleness,
@@ -97,10 +105,38 @@ export interface LeftoverGroup<Item> {
   trajectories?: Trajectory[];
 }
 
+/** A finished, kept group not consumed yet (part of a checkpoint). */
+export interface PendingFinishedGroup<Item> {
+  index: number;
+  item: Item;
+  admitVersion: number;
+  /** All trajectories of the group's runs, in member order. */
+  trajectories: Trajectory[];
+}
+
+/** An admitted group whose runs had not all finished (part of a checkpoint): re-run from scratch on resume. */
+export interface PendingRunningGroup<Item> {
+  index: number;
+  item: Item;
+}
+
+/** The groups admitted but not consumed at one moment: what a resumed controller starts with. */
+export interface PendingGroups<Item> {
+  /** Admission index of the next item drawn from the source (groups admitted over the whole run). */
+  nextIndex: number;
+  /** Finished and kept, in admission order (admit versions non-decreasing). */
+  finished: PendingFinishedGroup<Item>[];
+  /** Running or queued, by admission index. */
+  running: PendingRunningGroup<Item>[];
+}
+
 export interface StopResult<Item> {
   /** Finished, kept, never consumed: usable data (e.g. the tail of a finite data set). */
   ready: LeftoverGroup<Item>[];
-  /** Admitted groups whose runs were still going and were aborted. */
+  /**
+   * Admitted groups whose runs were still going and were aborted. (Groups of `pending` still waiting
+   * to be re-run are not listed: like the source's undrawn items, this controller never admitted them.)
+   */
   aborted: LeftoverGroup<Item>[];
 }
 
@@ -143,6 +179,10 @@ export interface GroupCounts {
   abortedGroups: number;
   runErrors: number;
   retries: number;
+  /** Finished groups taken over from `pending` and queued for consumption (not admitted, not accepted here). */
+  restoredGroups: number;
+  /** Groups of `pending` re-run from scratch (counted in admittedGroups when re-admitted). */
+  rerunGroups: number;
 }
 
 export interface RolloutTotals extends GroupCounts {
@@ -184,6 +224,13 @@ export interface RolloutControllerOptions<Item> {
   engine?: Pick<InferenceEngine, 'version'>;
   /** Clock in milliseconds (tests pass a simulated one). Default performance.now. */
   now?: () => number;
+  /**
+   * Resume: groups admitted but not consumed when a checkpoint was taken (`pendingGroups()` of the
+   * run before). `source` must start at item `pending.nextIndex`. Finished groups are queued for
+   * consumption as they were; a finished group whose deadline (admit version + η) the batches from
+   * `initialVersion` on can no longer meet is re-run instead, like the running ones.
+   */
+  pending?: PendingGroups<Item>;
 }
 
 type GroupStatus = 'running' | 'ready' | 'filtered' | 'failed' | 'consumed' | 'aborted';
@@ -224,7 +271,7 @@ interface Counters extends GroupCounts {
 
 const zeroCounters = (): Counters => ({
   admittedGroups: 0, acceptedGroups: 0, consumedGroups: 0, filteredGroups: 0, failedGroups: 0, abortedGroups: 0,
-  runErrors: 0, retries: 0, trajectories: 0, samples: 0, tokens: 0, busyMs: 0, runningMs: 0,
+  runErrors: 0, retries: 0, restoredGroups: 0, rerunGroups: 0, trajectories: 0, samples: 0, tokens: 0, busyMs: 0, runningMs: 0,
 });
 
 const MAX_KEPT_ERRORS = 10;
@@ -246,7 +293,12 @@ export class RolloutController<Item> {
   private pumping = false;
 
   private nextIndex = 0;
-  /** Finished and kept since the start, consumed or not (the rule's `accepted`). */
+  /** Groups of `pending` to re-run, by index: admitted before any new item of the source. */
+  private rerunQueue: PendingRunningGroup<Item>[] = [];
+  /**
+   * Finished and kept since the start, consumed or not (the rule's `accepted`); restored finished
+   * groups count too: they hold places in the coming batches exactly as if accepted here.
+   */
   private accepted = 0;
   private runningGroups = 0;
   private runningRuns = 0;
@@ -278,6 +330,53 @@ export class RolloutController<Item> {
     this.now = opts.now ?? (() => performance.now());
     this.version = this.config.initialVersion;
     this.lastBatchVersion = this.config.initialVersion - 1;
+    if (opts.pending) this.restore(opts.pending);
+  }
+
+  /**
+   * Take over a checkpoint's pending groups (see the `pending` option). Finished groups go back in
+   * (admit version, index) order while the batches from initialVersion on can take each by its
+   * deadline — invariant I of staleness.ts, which every export of a controller with this batchSize
+   * and η satisfies (dropping its running groups only lowers the counts); any other is re-run.
+   */
+  private restore(p: PendingGroups<Item>): void {
+    const { batchSize, maxStaleness, initialVersion } = this.config;
+    const bad = (msg: string): never => {
+      throw new Error(`RolloutController: pending groups: ${msg} (pass pendingGroups() of the run being resumed, unchanged)`);
+    };
+    if (!Number.isSafeInteger(p.nextIndex) || p.nextIndex < 0) bad(`nextIndex must be a non-negative integer, got ${p.nextIndex}`);
+    const seen = new Set<number>();
+    for (const g of [...p.finished, ...p.running]) {
+      if (!Number.isSafeInteger(g.index) || g.index < 0 || g.index >= p.nextIndex) bad(`group index ${g.index} is not an integer in [0, nextIndex ${p.nextIndex})`);
+      if (seen.has(g.index)) bad(`group index ${g.index} appears twice`);
+      seen.add(g.index);
+    }
+    const finished = [...p.finished].sort((a, b) => a.admitVersion - b.admitVersion || a.index - b.index);
+    const rerun: PendingRunningGroup<Item>[] = p.running.map((g) => ({ index: g.index, item: g.item }));
+    for (const f of finished) {
+      if (!Number.isSafeInteger(f.admitVersion) || f.admitVersion > initialVersion) bad(`group ${f.index} has admit version ${f.admitVersion}, not an integer ≤ initialVersion ${initialVersion}`);
+      let trajectories: Trajectory[];
+      try {
+        trajectories = asTrajectories(f.trajectories);
+      } catch (e) {
+        return bad(`group ${f.index}: ${errorMessage(e)}`);
+      }
+      const deadline = consumeDeadline(f.admitVersion, maxStaleness);
+      // Room for it in the batches initialVersion … deadline, after the groups already put back?
+      if (this.accepted + 1 > (deadline - initialVersion + 1) * batchSize) {
+        rerun.push({ index: f.index, item: f.item });
+        continue;
+      }
+      const g: GroupState<Item> = {
+        index: f.index, item: f.item, admitVersion: f.admitVersion, deadline,
+        results: [], unfinishedRuns: 0, status: 'ready', abort: new AbortController(), trajectories: [...trajectories],
+      };
+      this.unconsumed.push(g);
+      this.accepted++;
+      this.counters.restoredGroups++;
+    }
+    this.rerunQueue = rerun.sort((a, b) => a.index - b.index);
+    this.nextIndex = p.nextIndex;
   }
 
   /** Begin admitting and running rollouts. */
@@ -301,6 +400,28 @@ export class RolloutController<Item> {
   /** The trainer's version as last told. */
   currentVersion(): number {
     return this.version;
+  }
+
+  /** Admission index the next item of the source will get: groups admitted over the whole run, resumes included. */
+  nextGroupIndex(): number {
+    return this.nextIndex;
+  }
+
+  /**
+   * Snapshot of the groups admitted but not consumed, for a checkpoint: finished ones with their
+   * trajectories (the controller's own objects: serialize them before the next step consumes
+   * them), running or queued ones as their item. Synchronous, so it is consistent with
+   * nextGroupIndex() read in the same tick, whatever rollouts do afterwards.
+   */
+  pendingGroups(): PendingGroups<Item> {
+    if (this.stopping) throw new Error('RolloutController.pendingGroups: the controller is stopped (stop() aborted its running groups); take the snapshot before stopping');
+    const finished: PendingFinishedGroup<Item>[] = [];
+    const running: PendingRunningGroup<Item>[] = this.rerunQueue.map((g) => ({ index: g.index, item: g.item }));
+    for (const g of this.unconsumed) {
+      if (g.status === 'ready') finished.push({ index: g.index, item: g.item, admitVersion: g.admitVersion, trajectories: [...g.trajectories!] });
+      else running.push({ index: g.index, item: g.item });
+    }
+    return { nextIndex: this.nextIndex, finished, running: running.sort((a, b) => a.index - b.index) };
   }
 
   /**
@@ -357,6 +478,8 @@ export class RolloutController<Item> {
         abortedGroups: c.abortedGroups,
         runErrors: c.runErrors,
         retries: c.retries,
+        restoredGroups: c.restoredGroups,
+        rerunGroups: c.rerunGroups,
         stalenessViolations: this.stalenessViolations,
         staleness: { ...this.stalenessTotal },
         runningRuns: this.runningRuns,
@@ -381,6 +504,12 @@ export class RolloutController<Item> {
         if (this.runQueue.length > 0 || this.runningRuns >= maxConcurrent || this.exhausted || this.fatal) return;
         const counts = { accepted: this.accepted, running: this.runningGroups, version: this.version - this.config.initialVersion };
         if (stalenessCapacity(counts, this.config) < 1) return;
+        const rerun = this.rerunQueue.shift();
+        if (rerun) {
+          this.counters.rerunGroups++;
+          this.admit(rerun.item, rerun.index);
+          continue;
+        }
         let next: IteratorResult<Item>;
         try {
           next = this.iterator.next();
@@ -399,10 +528,11 @@ export class RolloutController<Item> {
     }
   }
 
-  private admit(item: Item): void {
+  /** Admit a new group: the source's next item, or (with `index`) a checkpointed group to re-run. */
+  private admit(item: Item, index = this.nextIndex++): void {
     const { groupSize, maxStaleness } = this.config;
     const g: GroupState<Item> = {
-      index: this.nextIndex++,
+      index,
       item,
       admitVersion: this.version,
       deadline: consumeDeadline(this.version, maxStaleness),
@@ -645,6 +775,34 @@ export class RolloutController<Item> {
     this.counters.runningMs += this.runningRuns * dt;
     this.clockMs = Math.max(this.clockMs, t);
   }
+}
+
+const PendingGroupsSchema = z.object({
+  nextIndex: z.number(),
+  finished: z.array(z.object({ index: z.number(), item: z.unknown(), admitVersion: z.number(), trajectories: z.array(z.unknown()) })),
+  running: z.array(z.object({ index: z.number(), item: z.unknown() })),
+});
+
+/**
+ * Pending groups as one JSON text for a checkpoint. JSON alone would corrupt two things trajectories
+ * hold, a −∞ behaviour logprob and a Uint8Array constraint mask; the codec the Redis transport
+ * uses (src/train/redis/codec.ts) tags both, so they come back as they were.
+ */
+export function encodePendingGroups<Item>(p: PendingGroups<Item>): string {
+  return encodeMessage(p);
+}
+
+/** The inverse of encodePendingGroups; the shape is checked here, the contents by the controller. */
+export function decodePendingGroups<Item>(text: string): PendingGroups<Item> {
+  let raw: unknown;
+  try {
+    raw = decodeMessage(text);
+  } catch (e) {
+    throw new Error(`pending groups: not valid JSON (${errorMessage(e)})`);
+  }
+  const r = PendingGroupsSchema.safeParse(raw);
+  if (!r.success) throw new Error(`pending groups: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  return r.data as PendingGroups<Item>;
 }
 
 function asTrajectories(result: unknown): Trajectory[] {

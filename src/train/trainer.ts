@@ -25,7 +25,7 @@ import type { RolloutWorkflow } from '../core/workflow.ts';
 import type { InferenceEngine } from '../engine/types.ts';
 import { LossConfigSchema } from '../rl/losses.ts';
 import { AdvantageStageSchema, CreditStageSchema, prepareBatch } from '../rl/stages.ts';
-import { RolloutController, ROLLOUT_CONTROLLER_SHAPE, type ConsumedGroup, type StopResult } from './rollout-controller.ts';
+import { RolloutController, ROLLOUT_CONTROLLER_SHAPE, type ConsumedGroup, type PendingGroups, type StopResult } from './rollout-controller.ts';
 import { addToHistogram, histogramStats, mergeHistograms, type Histogram } from './staleness.ts';
 import type { PolicyTrainer } from './policy-trainer.ts';
 
@@ -162,6 +162,11 @@ export interface TrainerOptions<Item> {
   workflow: RolloutWorkflow<Item>;
   /** Version of the weights the engine serves at the start (resume: the checkpoint's). Default 0. */
   initialVersion?: number;
+  /**
+   * Resume: the checkpoint's `pendingGroups()` (finished groups are trained on as they are, running
+   * ones re-run first); `source` must start at item `pending.nextIndex`. Default: none, indices from 0.
+   */
+  pending?: PendingGroups<Item>;
   /** Called after each step. */
   onStep?: (m: StepMetrics) => void;
   /** Called with each batch's samples (credit and advantages filled) just before training. */
@@ -202,6 +207,7 @@ export class Trainer<Item> {
       workflow: opts.workflow,
       engine: opts.engine,
       now: this.now,
+      pending: opts.pending,
     });
   }
 
@@ -210,9 +216,20 @@ export class Trainer<Item> {
     return this.v;
   }
 
-  /** Groups admitted so far (consumed, dropped or running): where a resumed source starts when η = 0. */
+  /**
+   * Groups admitted over the whole run, resumes included (consumed, dropped, running or finished):
+   * the index of the next item drawn from the source, where a resumed source starts.
+   */
   admittedGroups(): number {
-    return this.controller.metrics().totals.admittedGroups;
+    return this.controller.nextGroupIndex();
+  }
+
+  /**
+   * The groups admitted but not trained on yet, for a checkpoint (see RolloutController.pendingGroups);
+   * read with admittedGroups() in the same tick. Empty between steps when η = 0.
+   */
+  pendingGroups(): PendingGroups<Item> {
+    return this.controller.pendingGroups();
   }
 
   /** Train on one batch: wait for B groups, credit, advantages, loss, publish the new weights. */
