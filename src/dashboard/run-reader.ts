@@ -9,7 +9,8 @@
  * starts a new generation and is read again from the start.
  */
 import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
+import { isPopulationRows, lastRound } from './population-series.ts';
 import { stepOfTrajectoryFile, TRAJECTORY_DIR, type LoggedSample, type LoggedTrajectory } from '../run/trajectory-log.ts';
 
 export interface Warning {
@@ -173,8 +174,9 @@ export interface RunSummary {
   name: string;
   task: string;
   status: RunStatus;
-  /** Steps in metrics.jsonl, and the config's trainer.steps (null when unknown). */
+  /** Steps in metrics.jsonl, and the config's trainer.steps (null when unknown); rounds for a population run. */
   steps: number;
+  unit: 'steps' | 'rounds';
   totalSteps: number | null;
   updatedMs: number;
   warnings: Warning[];
@@ -217,20 +219,23 @@ export class RunReader {
     const evalJson = readJson(dir, 'eval.json', warnings);
     const trainer = (config?.trainer ?? {}) as { steps?: unknown };
     const totalSteps = typeof trainer.steps === 'number' ? trainer.steps : null;
-    const steps = ms?.rows.length ?? 0;
+    // A population run logs a line per member and round; its trainer.steps counts rounds.
+    const population = config?.population !== undefined || isPopulationRows(ms?.rows ?? []);
+    const steps = population ? lastRound(ms?.rows ?? []) : ms?.rows.length ?? 0;
     const updatedMs = Math.max(mtimeOf(join(dir, 'metrics.jsonl')), mtimeOf(join(dir, 'config.json')), mtimeOf(join(dir, TRAJECTORY_DIR)), mtimeOf(join(dir, 'checkpoint')));
     const finished = evalJson !== undefined || (totalSteps !== null && steps >= totalSteps);
     const live = this.now() - updatedMs < this.limits.staleAfterSeconds * 1000;
     const status: RunStatus = finished ? 'finished' : live ? 'training' : steps === 0 ? 'empty' : 'stopped';
-    if (status === 'stopped') warnings.push({ file: 'metrics.jsonl', message: `no update for ${Math.round((this.now() - updatedMs) / 1000)} s after ${steps}${totalSteps !== null ? ` of ${totalSteps}` : ''} steps: the run stopped (continue it with agentrl train --resume)` });
-    const hasCheckpoint = existsSync(join(dir, 'checkpoint', 'manifest.json'));
+    if (status === 'stopped') warnings.push({ file: 'metrics.jsonl', message: `no update for ${Math.round((this.now() - updatedMs) / 1000)} s after ${steps}${totalSteps !== null ? ` of ${totalSteps}` : ''} ${population ? 'rounds' : 'steps'}: the run stopped (continue it with agentrl train --resume)` });
+    const checkpointFile = population ? 'population/population.json' : 'checkpoint/manifest.json';
+    const hasCheckpoint = existsSync(join(dir, checkpointFile));
     const every = typeof config?.checkpointEvery === 'number' ? config.checkpointEvery : 0;
     const expected = finished || (every > 0 && steps >= every) || (status === 'stopped' && steps > 0);
-    if (!hasCheckpoint && expected) warnings.push({ file: 'checkpoint/', message: `missing (no checkpoint/manifest.json after ${steps} steps): this run cannot be resumed or evaluated` });
+    if (!hasCheckpoint && expected) warnings.push({ file: `${dirname(checkpointFile)}/`, message: `missing (no ${checkpointFile} after ${steps} ${population ? 'rounds' : 'steps'}): this run cannot be resumed or evaluated` });
     const evalMd = join(dir, 'eval.md');
     return {
       id, name: typeof config?.name === 'string' ? config.name : id, task: typeof config?.task === 'string' ? config.task : '?',
-      status, steps, totalSteps, updatedMs, warnings,
+      status, steps, unit: population ? 'rounds' : 'steps', totalSteps, updatedMs, warnings,
       config: config ?? null,
       eval: evalJson === undefined ? null : stripConfig(evalJson),
       evalMarkdown: existsSync(evalMd) ? readFileSync(evalMd, 'utf8') : null,

@@ -5,7 +5,8 @@
  *   /vendor/…              preact, htm and uPlot straight from node_modules (nothing from a CDN)
  *   /api/runs              every run with its status (training / finished / stopped) and warnings
  *   /api/run?run=ID        one run: config, status, eval.json/eval.md, warnings
- *   /api/metrics?run=ID&since=N&gen=G   metrics.jsonl rows from row N (the page polls this)
+ *   /api/metrics?run=ID&since=N&gen=G   metrics.jsonl rows from row N (the page polls this); for a
+ *                          population run also its per-member curves over rounds (population-series.ts)
  *   /api/trajectories?run=ID            the logged trajectories (summaries) of every step
  *   /api/trajectory?run=ID&step=S&index=I[&sampleOffset&sampleLimit&tokenOffset&tokenLimit]
  *
@@ -22,6 +23,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HttpError, listen } from '../core/http-server.ts';
+import { populationView } from './population-series.ts';
 import { DEFAULT_LIMITS, DEFAULT_PAGE, RunReader, type ReaderLimits, type TrajectoryPage } from './run-reader.ts';
 
 export interface DashboardOptions {
@@ -152,7 +154,11 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         // Another generation (the file was rewritten, e.g. by --resume): the page starts over.
         const gen = intParam(q, 'gen', s.generation);
         const since = gen === s.generation ? Math.min(intParam(q, 'since', 0), s.rows.length) : 0;
-        return { generation: s.generation, from: since, total: s.rows.length, rows: s.rows.slice(since), warnings: m.warnings() };
+        const rows = s.rows.slice(since);
+        const body = { generation: s.generation, from: since, total: s.rows.length, rows, warnings: m.warnings() };
+        // A population run's curves (per member over rounds), for the rounds the new rows touch.
+        const population = rows.length ? populationView(s.rows, since) : null;
+        return population ? { ...body, population } : body;
       }
       case '/api/trajectories': {
         const { dir } = runDir(q);

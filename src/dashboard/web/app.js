@@ -113,6 +113,9 @@ function chartSpecs(rows) {
   ].map((c) => ({ ...c, x }));
 }
 
+/** Legend values to `digits` significant digits (uPlot's default shows 3 decimals: a PBT lr of 0.0012 reads 0.001). */
+const legendValue = (digits) => (u, v, si, idx) => (idx === null || idx === undefined ? '--' : v === null || v === undefined ? '' : String(Number(v.toPrecision(digits))));
+
 // ── components ──────────────────────────────────────────────────────────────────────────────
 function Chart({ spec, alpha }) {
   const el = useRef(null);
@@ -126,9 +129,9 @@ function Chart({ spec, alpha }) {
       // A flat series (e.g. staleness 0 in a synchronous run) gets a ±1 range, not uPlot's 0–100.
       scales: { x: { time: false }, y: { range: (u, min, max) => (min === max ? [min - 1, max + 1] : uPlot.rangeNum(min, max, 0.1, true)) } },
       // Whole steps on x; room for negative, long y labels (uPlot's default width cuts the sign off).
-      axes: [{ label: 'step', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000] }, { size: 64 }],
+      axes: [{ label: spec.xLabel ?? 'step', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000] }, { size: 64, ...(spec.digits ? { values: (u, splits) => splits.map((v) => String(Number(v.toPrecision(spec.digits)))) } : {}) }],
       legend: { live: true },
-      series: [{ label: 'step' }, ...spec.series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: spec.x.length < 40 } }))],
+      series: [{ label: spec.xLabel ?? 'step' }, ...spec.series.map((s, i) => ({ label: s.label, stroke: COLORS[(s.color ?? i) % COLORS.length], dash: s.dash ? [5, 3] : undefined, value: spec.digits ? legendValue(spec.digits) : undefined, width: 1.5, spanGaps: true, points: { show: spec.x.length < 40 } }))],
     };
     plot.current = new uPlot(opts, data, el.current);
     const ro = new ResizeObserver(() => {
@@ -151,12 +154,13 @@ function Chart({ spec, alpha }) {
   </section>`;
 }
 
-function Curves({ rows }) {
+function Curves({ rows, population }) {
   const [alpha, setAlpha] = useState(0);
-  const specs = useMemo(() => chartSpecs(rows), [rows]);
+  // A population run's charts (per member over rounds) come from the server (src/dashboard/population-series.ts).
+  const specs = useMemo(() => (population ? population.charts.map((c) => ({ ...c, x: population.rounds, xLabel: population.xLabel, digits: 4 })) : chartSpecs(rows)), [rows, population]);
   return html`<div>
     <div class="toolbar">
-      <span data-testid="metrics-count">${rows.length} steps</span>
+      <span data-testid="metrics-count">${population ? `${population.rounds.length} rounds · ${population.members.length} members` : `${rows.length} steps`}</span>
       <label>smoothing <select value=${alpha} onChange=${(e) => setAlpha(Number(e.target.value))}>
         ${[0, 0.6, 0.9, 0.98].map((a) => html`<option value=${a}>${a === 0 ? 'none' : `EMA ${a}`}</option>`)}
       </select></label>
@@ -189,21 +193,42 @@ function trainingTable(rows, n = 10) {
   };
 }
 
-function Tables({ rows, detail }) {
+function Tables({ rows, population, detail }) {
   const t = useMemo(() => trainingTable(rows), [rows]);
   const ev = detail.eval;
   return html`<div>
+    ${population ? html`<${PopulationTables} t=${population.table} members=${population.members} />` : html`
     <h3>Training: last ${t.steps} steps, mean reward (win rate) by opponent × episode</h3>
     ${t.K === 0 ? html`<p class="muted">No per-episode metrics (single-episode task or no steps yet).</p>` : html`
     <table class="grid" data-testid="training-table">
       <thead><tr><th>opponent</th>${Array.from({ length: t.K }, (_, k) => html`<th>episode ${k + 1}</th>`)}</tr></thead>
       <tbody>${t.rows.map((r) => html`<tr><td>${r.name}</td>${r.reward.map((x, k) => html`<td>${fmt(x)} <small class="muted">(${fmt(r.win[k], 2)})</small></td>`)}</tr>`)}</tbody>
-    </table>`}
+    </table>`}`}
     <h3>Evaluation</h3>
     ${ev?.reports ? ev.reports.map((rep) => html`<${EvalReport} rep=${rep} />`) : null}
     ${ev?.toolEval ? html`<p data-testid="tool-eval">Held-out reward: untrained ${fmt(ev.toolEval.untrained)} → trained ${fmt(ev.toolEval.trained)}</p>` : null}
     ${!ev?.reports && detail.evalMarkdown ? html`<pre class="md">${detail.evalMarkdown}</pre>` : null}
     ${!ev ? html`<p class="muted">No eval.json yet (written when training finishes).</p>` : null}
+  </div>`;
+}
+
+/** A population's last rounds: member × episode, and opponent × member win rates (metrics.jsonl's `opponents`). */
+function PopulationTables({ t, members }) {
+  const span = t.rounds.length ? `rounds ${t.rounds[0]}–${t.rounds[t.rounds.length - 1]}` : 'no rounds';
+  const cell = (s) => html`<td title=${`${s.score} of ${s.trials} trials`}>${fmt(s.winRate, 3)} <small class="muted">(${s.trials})</small></td>`;
+  return html`<div>
+    <h3>Training: ${span}, mean reward (win rate) by member × episode</h3>
+    ${t.episodes === 0 ? html`<p class="muted">No per-episode metrics.</p>` : html`
+    <table class="grid" data-testid="population-episode-table">
+      <thead><tr><th>member</th>${Array.from({ length: t.episodes }, (_, k) => html`<th>episode ${k + 1}</th>`)}</tr></thead>
+      <tbody>${t.members.map((m) => html`<tr><td>${m.member}</td>${m.reward.map((x, k) => html`<td>${fmt(x)} <small class="muted">(${fmt(m.winRate[k], 2)})</small></td>`)}</tr>`)}</tbody>
+    </table>`}
+    <h3>Training: ${span}, win rate (trials) by opponent × member <small class="muted">(draw = ½)</small></h3>
+    ${t.opponents.length === 0 ? html`<p class="muted">No per-opponent scores.</p>` : html`
+    <table class="grid" data-testid="population-opponent-table">
+      <thead><tr><th>opponent</th>${members.map((m) => html`<th>${m}</th>`)}<th>all members</th></tr></thead>
+      <tbody>${t.opponents.map((o) => html`<tr><td>${o.opponent}</td>${o.byMember.map(cell)}${cell(o.all)}</tr>`)}</tbody>
+    </table>`}
   </div>`;
 }
 
@@ -416,8 +441,18 @@ function Trajectories({ runId, traj, go }) {
 }
 
 // ── a run ───────────────────────────────────────────────────────────────────────────────────
+/** The population view `cur` with the update `next` applied: keep cur's first next.fromIndex rounds, append next's. */
+function mergePopulation(cur, next) {
+  if (!cur || next.fromIndex === 0) return next;
+  const keep = next.fromIndex;
+  return {
+    ...next, rounds: [...cur.rounds.slice(0, keep), ...next.rounds],
+    charts: next.charts.map((c, i) => ({ ...c, series: c.series.map((s, j) => ({ ...s, y: [...cur.charts[i].series[j].y.slice(0, keep), ...s.y] })) })),
+  };
+}
+
 function useMetrics(runId) {
-  const [state, setState] = useState({ generation: null, rows: [], warnings: [] });
+  const [state, setState] = useState({ generation: null, rows: [], warnings: [], population: null });
   const ref = useRef(state);
   ref.current = state;
   usePoll(async (stopped) => {
@@ -427,7 +462,8 @@ function useMetrics(runId) {
       if (stopped()) return;
       const restart = d.generation !== cur.generation || d.from !== cur.rows.length;
       if (!restart && d.rows.length === 0 && JSON.stringify(d.warnings) === JSON.stringify(cur.warnings)) return;
-      setState({ generation: d.generation, rows: restart ? d.rows : [...cur.rows, ...d.rows], warnings: d.warnings });
+      const population = restart ? d.population ?? null : d.population ? mergePopulation(cur.population, d.population) : cur.population;
+      setState({ generation: d.generation, rows: restart ? d.rows : [...cur.rows, ...d.rows], warnings: d.warnings, population });
     } catch {
       // The run view shows the error from /api/run.
     }
@@ -454,13 +490,13 @@ function RunView({ runId, tab, traj, go }) {
     <div class="run-head">
       <h2>${detail.name} <small class="muted">${detail.task} · ${runId}</small></h2>
       <span class=${`status ${detail.status}`} data-testid="run-status">${detail.status}</span>
-      <span>${Math.max(detail.steps, metrics.rows.length)}${detail.totalSteps !== null ? ` / ${detail.totalSteps}` : ''} steps</span>
+      <span>${detail.unit === 'rounds' ? detail.steps : Math.max(detail.steps, metrics.rows.length)}${detail.totalSteps !== null ? ` / ${detail.totalSteps}` : ''} ${detail.unit ?? 'steps'}</span>
       <span class="muted">updated ${new Date(detail.updatedMs).toLocaleTimeString()}</span>
     </div>
     <${Warnings} warnings=${detail.warnings} />
     <nav class="tabs">${tabs.map(([k, label]) => html`<button data-testid=${`tab-${k}`} class=${tab === k ? 'active' : ''} onClick=${() => go({ tab: k })}>${label}</button>`)}</nav>
-    ${tab === 'curves' ? html`<${Curves} rows=${metrics.rows} />` : null}
-    ${tab === 'tables' ? html`<${Tables} rows=${metrics.rows} detail=${detail} />` : null}
+    ${tab === 'curves' ? html`<${Curves} rows=${metrics.rows} population=${metrics.population} />` : null}
+    ${tab === 'tables' ? html`<${Tables} rows=${metrics.rows} population=${metrics.population} detail=${detail} />` : null}
     ${tab === 'trajectories' ? html`<${Trajectories} runId=${runId} traj=${traj} go=${go} />` : null}
     ${tab === 'config' ? html`<pre class="config" data-testid="config">${detail.config ? JSON.stringify(detail.config, null, 2) : 'config.json is missing'}</pre>` : null}
   </div>`;
@@ -487,7 +523,7 @@ function App() {
       <ul class="runs" data-testid="runs">
         ${(runs?.runs ?? []).map((r) => html`<li data-testid="run-item" data-run=${r.id} class=${r.id === selected ? 'active' : ''} onClick=${() => go({ run: r.id, traj: null })}>
           <div><b>${r.name}</b> <span class=${`status ${r.status}`}>${r.status}</span></div>
-          <div class="muted small">${r.id} · ${r.task} · ${r.steps}${r.totalSteps !== null ? `/${r.totalSteps}` : ''} steps${r.warnings.length ? html` · <span class="warn">⚠ ${r.warnings.length}</span>` : null}</div>
+          <div class="muted small">${r.id} · ${r.task} · ${r.steps}${r.totalSteps !== null ? `/${r.totalSteps}` : ''} ${r.unit ?? 'steps'}${r.warnings.length ? html` · <span class="warn">⚠ ${r.warnings.length}</span>` : null}</div>
         </li>`)}
       </ul>
       ${runs && runs.runs.length === 0 ? html`<p class="muted">No runs here yet: <code>agentrl train CONFIG --out ${runs.root}/NAME</code></p>` : null}
@@ -496,4 +532,7 @@ function App() {
   </div>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+// Preact 11 appends to the container's existing children: drop the static "Loading…" line first.
+const root = document.getElementById('app');
+root.replaceChildren();
+render(html`<${App} />`, root);
