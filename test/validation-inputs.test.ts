@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { closestKey, editDistance, formatZodError, formatZodIssues, schemaKeysAt } from '../src/core/config-errors.ts';
-import { ModelConfigSchema, Transformer, type ModelConfigInput } from '../src/engine/model.ts';
+import { checkModelFits, ModelConfigSchema, parseModelConfig, Transformer, type ModelConfigInput } from '../src/engine/model.ts';
 import { BuiltinTrainer, OptimizerConfigSchema, sftLoss } from '../src/train/builtin-trainer.ts';
 import type { Sample } from '../src/core/types.ts';
 import { allBackends, fastBackend } from './helpers/backends.ts';
@@ -61,6 +61,18 @@ describe('model config: strict keys and finite ranges (items 6, 7)', () => {
     expect(() => new Transformer({ ...TINY, positions: 'rope', ropeBase: Infinity }, be)).toThrow(/model\.ropeBase: Number must be finite/);
     const zero = new Transformer({ ...TINY, initStd: 0 }, be);
     expect(zero.view(zero.params, 'wte').every((x) => x === 0)).toBe(true);
+  });
+});
+
+describe('model size: refused before allocating when it cannot fit in memory', () => {
+  it('a model too large for this machine names its size, the memory and the fields to shrink', () => {
+    const huge: ModelConfigInput = { vocabSize: 100, contextLength: 16, nLayer: 64, nHead: 8, nEmbd: 65536 };
+    expect(() => new Transformer(huge, fastBackend())).toThrow(/parameters .* need \d+(\.\d)? GiB for weights and gradients.*Make model\.nEmbd or model\.nLayer smaller/);
+    // The limit is the memory: 1 M parameters need 8 MB; fine with 16 MB, refused with 4 MB.
+    const c = parseModelConfig({ vocabSize: 100, contextLength: 16, nLayer: 1, nHead: 1, nEmbd: 8 });
+    expect(() => checkModelFits(1_000_000, c, 16e6)).not.toThrow();
+    expect(() => checkModelFits(1_000_000, c, 4e6)).toThrow(/this machine has 0\.0 GiB/);
+    expect(() => checkModelFits(2 ** 32, c, 2 ** 50)).toThrow(/one buffer holds at most 2\^32 − 1 floats/);
   });
 });
 

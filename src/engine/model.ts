@@ -13,6 +13,7 @@
  * The network ends in per-token logprobs of given targets (and entropies): RL losses are functions of
  * those, so `backward(dLogp, dEnt)` is all the trainer needs.
  */
+import { totalmem } from 'node:os';
 import { z } from 'zod';
 import type { Backend } from './backend.ts';
 import { Rng } from '../core/rng.ts';
@@ -331,6 +332,22 @@ export interface WeightGradDelegate {
   linear(param: string, dY: Float32Array, ldY: number, X: Float32Array, ldX: number, N: number): void;
 }
 
+/**
+ * Refuse a model whose weights and gradients (4 + 4 bytes per parameter, before AdamW's 8 more and
+ * the activations) cannot fit in this machine's memory, before allocating anything: a typo such as
+ * nEmbd: 64000 would otherwise die in an allocation error (or the OOM killer) far from its cause.
+ */
+export function checkModelFits(numParams: number, c: ModelConfig, totalBytes = totalmem()): void {
+  const need = numParams * 8;
+  if (!Number.isSafeInteger(numParams) || numParams > 2 ** 32 - 1 || need > totalBytes) {
+    const gib = (b: number) => (b / 2 ** 30).toFixed(1);
+    throw new Error(
+      `model: ${numParams.toExponential(2)} parameters (vocabSize ${c.vocabSize}, nLayer ${c.nLayer}, nEmbd ${c.nEmbd}, intermediateSize ${c.intermediateSize}) need ${gib(need)} GiB for weights and gradients alone ` +
+        `(training adds as much again for AdamW's moments); this machine has ${gib(totalBytes)} GiB${numParams > 2 ** 32 - 1 ? ' and one buffer holds at most 2^32 − 1 floats' : ''}. Make model.nEmbd or model.nLayer smaller.`,
+    );
+  }
+}
+
 export class Transformer {
   readonly config: ModelConfig;
   readonly dims: ModelDims;
@@ -355,6 +372,7 @@ export class Transformer {
     this.layout = paramLayout(this.config);
     const last = this.layout[this.layout.length - 1]!;
     this.numParams = last.offset + last.size;
+    checkModelFits(this.numParams, this.config);
     this.params = new Float32Array(this.numParams);
     this.grads = new Float32Array(this.numParams);
     this.p = bindParams(this.params, this.layout, this.config);
