@@ -12,7 +12,7 @@ import type { Trajectory } from '../src/core/types.ts';
 import type { RolloutWorkflow } from '../src/core/workflow.ts';
 import type { Tokenizer } from '../src/engine/types.ts';
 import { RolloutController } from '../src/train/rollout-controller.ts';
-import { decodeMessage, encodeMessage } from '../src/train/redis/codec.ts';
+import { decodeMessage, encodeMessage } from '../src/core/tagged-json.ts';
 import { parseRolloutSection } from '../src/train/redis/config.ts';
 import { openRedisRollout, type RedisRollout } from '../src/train/redis/redis-rollout.ts';
 import { parseMessage, resultFields, type TaskMessage } from '../src/train/redis/messages.ts';

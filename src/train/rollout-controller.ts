@@ -34,7 +34,7 @@ import type { Trajectory } from '../core/types.ts';
 import type { RolloutContext, RolloutWorkflow } from '../core/workflow.ts';
 import { TokenSource } from '../core/types.ts';
 import type { InferenceEngine } from '../engine/types.ts';
-import { decodeMessage, encodeMessage } from './redis/codec.ts';
+import { decodeMessage, encodeMessage } from '../core/tagged-json.ts';
 import {
   addToHistogram,
   addTokenStaleness,
@@ -786,7 +786,7 @@ const PendingGroupsSchema = z.object({
 /**
  * Pending groups as one JSON text for a checkpoint. JSON alone would corrupt two things trajectories
  * hold, a −∞ behaviour logprob and a Uint8Array constraint mask; the codec the Redis transport
- * uses (src/train/redis/codec.ts) tags both, so they come back as they were.
+ * uses (src/core/tagged-json.ts) tags both, so they come back as they were.
  */
 export function encodePendingGroups<Item>(p: PendingGroups<Item>): string {
   return encodeMessage(p);

@@ -1,6 +1,6 @@
 /** The two messages of the rollout queue: a task (trainer → worker) and its result (worker → trainer). */
 import type { Trajectory } from '../../core/types.ts';
-import { decodeMessage, encodeMessage } from './codec.ts';
+import { decodeMessage, encodeMessage } from '../../core/tagged-json.ts';
 import type { Fields } from './streams.ts';
 
 /** One workflow run: what the in-process controller would pass to the workflow, minus the signal. */

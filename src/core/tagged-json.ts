@@ -1,6 +1,6 @@
 /**
- * JSON for what travels through Redis (task items, trajectories): plain JSON, except that the two
- * things JSON would silently corrupt are tagged — a Uint8Array (a token's constraint mask) becomes
+ * JSON for what travels through Redis or sits in a checkpoint (task items, trajectories): plain
+ * JSON, except that the two things JSON would silently corrupt are tagged — a Uint8Array (a token's constraint mask) becomes
  * `{"$u8": base64}` and a non-finite number (a −∞ logprob) `{"$num": "-Infinity"}` — and any other
  * typed array is refused rather than turned into an object of indices.
  */
