@@ -22,6 +22,7 @@ import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { readMetricsRows } from '../src/eval/run-plots.ts';
 import type { RunConfig } from '../src/run/run-config.ts';
+import { acrossSeeds, diff, f3 } from './seed-stats.ts';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -64,11 +65,7 @@ async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
   return { config, reports, compute: { samples: sum('samples'), trainedTokens: sum('trainedTokens'), processedTokens: sum('processedTokens'), trainSeconds: sum('seconds') } };
 }
 
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '—');
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => (xs.length < 2 ? Number.NaN : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
-/** The se of a mean over seeds from each seed's own se. */
-const combinedSe = (ses: number[]) => Math.sqrt(ses.reduce((a, s) => a + s * s, 0)) / ses.length;
 
 /** Per deal: the hand-k reward averaged over the learners of one arm (or one scripted row). */
 function perDeal(reports: EvalReport[], opponent: string, k: number): number[] {
@@ -100,16 +97,10 @@ async function main(): Promise<void> {
   const main1 = ['| opponent | league | fixed pool | league − fixed (paired per deal) | per seed | random | oracle: best fixed vs mixture | oracle: best response |', '|---|---|---|---|---|---|---|---|'];
   const json: Record<string, unknown> = {};
   for (const name of opponents) {
-    const cell = (arm: Arm) => {
-      const ms = seeds.map((s) => meanSe(perDeal(armReports(arm, s), name, last)));
-      return { mean: mean(ms.map((m) => m[0])), sd: sd(ms.map((m) => m[0])), se: combinedSe(ms.map((m) => m[1])) };
-    };
+    const cell = (arm: Arm) => acrossSeeds(seeds.map((s) => meanSe(perDeal(armReports(arm, s), name, last))));
     const L = cell('league'), F = cell('fixed');
-    const diffs = seeds.map((s) => {
-      const a = perDeal(armReports('league', s), name, last), b = perDeal(armReports('fixed', s), name, last);
-      return meanSe(a.map((x, i) => x - b[i]!));
-    });
-    const D = { mean: mean(diffs.map((d) => d[0])), sd: sd(diffs.map((d) => d[0])), se: combinedSe(diffs.map((d) => d[1])) };
+    const diffs = seeds.map((s) => meanSe(diff(perDeal(armReports('league', s), name, last), perDeal(armReports('fixed', s), name, last))));
+    const D = acrossSeeds(diffs);
     const sc = Object.fromEntries(Object.entries(scripted).map(([k, r]) => [k, meanSe(perDeal(r, name, last))[0]]));
     json[name] = { league: L, fixed: F, leagueMinusFixed: { ...D, perSeed: diffs.map((d) => d[0]) }, ...sc };
     main1.push(`| ${label(name)} | ${f3(L.mean)} (sd ${f3(L.sd)}, se ${f3(L.se)}) | ${f3(F.mean)} (sd ${f3(F.sd)}, se ${f3(F.se)}) | **${D.mean >= 0 ? '+' : ''}${f3(D.mean)}** (se ${f3(D.se)}, sd ${f3(D.sd)}) | ${diffs.map((d) => `${d[0] >= 0 ? '+' : ''}${f3(d[0])}`).join(' / ')} | ${Object.values(sc).map(f3).join(' | ')} |`);
