@@ -59,7 +59,7 @@ describe('server and client over a BM25 index', () => {
   it('listens on loopback and reports health', async () => {
     expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     const res = await fetch(`${server.url}/health`);
-    expect(await res.json()).toEqual({ status: 'ok', backend: 'bm25' });
+    expect(await res.json()).toEqual({ status: 'ok', backend: 'bm25', pid: process.pid });
   });
 
   it('client search gives the index\'s own hits and scores', async () => {

@@ -2,32 +2,52 @@
 import { Command } from 'commander';
 import { Bm25Index } from '../tools/bm25-index.ts';
 import { startRetrievalServer } from '../tools/retrieval-server.ts';
+import { startRetrievalCluster } from '../tools/retrieval-cluster.ts';
 import { registerServeInference } from './serve-inference.ts';
 import { registerServeGateway } from '../gateway/cli.ts';
 import { registerServeTrainer } from './serve-trainer.ts';
-import { port } from './option-parsers.ts';
+import { port, positiveInt } from './option-parsers.ts';
 
 export interface ServeRetrievalCliOptions {
   index: string;
   host: string;
   port: number;
+  /** Processes serving the index (1: this one; more: a node:cluster sharing the port). */
+  workers: number;
+}
+
+const ROUTES = 'POST /retrieve, POST /access, GET /health';
+
+function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
 }
 
 /** Serve until SIGINT/SIGTERM, then close the server and the index. */
 export async function runServeRetrieval(o: ServeRetrievalCliOptions): Promise<void> {
+  if (o.workers > 1) return runServeRetrievalCluster(o);
   const index = new Bm25Index(o.index);
   const server = await startRetrievalServer({ backend: index, host: o.host, port: o.port }).catch((e: unknown) => {
     index.close();
     throw e;
   });
-  console.log(`serving ${o.index} (${index.count()} documents) at ${server.url} — POST /retrieve, POST /access, GET /health; Ctrl-C stops`);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
+  console.log(`serving ${o.index} (${index.count()} documents) at ${server.url} — ${ROUTES}; Ctrl-C stops`);
+  await untilSignal();
   await server.close();
   index.close();
+  console.log('retrieval server stopped');
+}
+
+/** --workers n > 1: serve from n processes until a signal (stop them all) or until every one has died (fail). */
+async function runServeRetrievalCluster(o: ServeRetrievalCliOptions): Promise<void> {
+  const c = await startRetrievalCluster({ indexPath: o.index, host: o.host, port: o.port, workers: o.workers });
+  console.log(`serving ${o.index} (${c.docs} documents) at ${c.url} with ${c.workers} worker processes — ${ROUTES}; Ctrl-C stops`);
+  const outcome = await Promise.race([untilSignal().then(() => 'signal' as const), c.allExited.then(() => 'all exited' as const)]);
+  if (outcome === 'all exited') throw new Error(`all ${c.workers} retrieval workers exited (see above); the server is down`);
+  await c.close();
   console.log('retrieval server stopped');
 }
 
@@ -39,6 +59,7 @@ export function registerServeCommands(program: Command): void {
     .requiredOption('--index <file>', 'index database')
     .option('--host <host>', 'address to listen on (0.0.0.0 serves other machines)', '127.0.0.1')
     .option('--port <n>', 'port (0 picks a free one)', port, 8000)
+    .option('--workers <n>', 'processes serving the index on the same port, each answering its own queries (BM25 search is synchronous, so one process answers one at a time); a worker that dies is reported, not restarted', positiveInt, 1)
     .action(async (o: ServeRetrievalCliOptions) => {
       await runServeRetrieval(o);
     });

@@ -6,7 +6,8 @@
  *     → {"result": [[{"id", "contents", "title", "url"}, ...] per query]}
  *     (with "return_scores": true each item is {"document": {...}, "score": s})
  *   POST /access {"urls": [...]} → {"result": [{"url", "contents", "title"} | null, ...]}
- *   GET /health → {"status": "ok", "backend": name}
+ *   GET /health → {"status": "ok", "backend": name, "pid": pid}  (pid: the serving process, one of
+ *     several when the server runs as a cluster, see retrieval-cluster.ts)
  *
  * Bad requests get HTTP 400 with a message naming the field; errors are JSON `{"error": "..."}`.
  */
@@ -79,7 +80,7 @@ export async function startRetrievalServer(opts: RetrievalServerOptions): Promis
         return { result };
       },
     },
-    '/health': { GET: async () => ({ status: 'ok', backend: backend.name }) },
+    '/health': { GET: async () => ({ status: 'ok', backend: backend.name, pid: process.pid }) },
   };
 
   const server = createServer((req, res) => {
