@@ -156,7 +156,7 @@ export function trialParts(cfg: RunConfig, backend: Backend, pretrained: Pretrai
     env: cfg.task, envOptions: cfg.envOptions,
     opponents: [...new Set([...cfg.opponents.map((o) => o.name), ...evalOpponents])],
     ...(pretrained ? { pretrained } : { model: builtinModelOf(cfg) as Omit<ModelConfigInput, 'vocabSize'> }), optimizer: cfg.optimizer as never, seed: cfg.seed,
-    maxBatch: maxBatchOf(cfg), backend, outcomeTokens: cfg.trial.pastEpisodes === 'outcome' || cfg.trial.reflectionInput === 'outcome',
+    maxBatch: maxBatchOf(cfg), backend, outcomeTokens: cfg.trial.pastEpisodes === 'outcome' || cfg.trial.reflectionInput === 'outcome', triedActions: cfg.trial.triedActions,
   });
   return {
     tokenizer: setup.tokenizer, engine: setup.engine, trainer: setup.trainer,

@@ -41,6 +41,8 @@ export interface MetaSetupOptions {
   backend?: Backend;
   /** Add the one-token episode records (the env's own, e.g. Kuhn `h1_PBB_Q`, else `B_won`) for trials with pastEpisodes 'outcome'. */
   outcomeTokens?: boolean;
+  /** Add `tried`, the marker of trials with triedActions (an env whose own vocabulary lacks it would read it as <unk>). */
+  triedActions?: boolean;
 }
 
 /** The action strings an env accepts right after a reset (its action space for simple games). */
@@ -97,6 +99,7 @@ export function buildMetaSetup(o: MetaSetupOptions): MetaSetup {
     if (o.outcomeTokens) for (const w of env.episodeTokenVocabulary?.() ?? outcomeVocabulary(actionsOf(env))) words.add(w);
   }
   for (const w of ['good', 'bad', 'try', 'avoid']) words.add(w);
+  if (o.triedActions) words.add('tried');
   const tokenizer = WordTokenizer.fromVocabulary([...words]);
   const backend = o.backend ?? defaultBackend();
   const model = { ...o.model, vocabSize: tokenizer.vocabSize };
