@@ -188,7 +188,7 @@ describe('errors', () => {
     expectError(await post(`${s.url}/v1/completions`, { prompt: [1], max_tokens: 0 }), 400, /max_tokens/);
     expectError(await post(`${s.url}/v1/completions`, { prompt: [1], presence_penalty: 0.5 }), 400, /presence_penalty = 0.5 is not supported/);
     expectError(await post(`${s.url}/inference/v1/generate`, { token_ids: [1], sampling_params: { ignore_eos: true } }), 400, /sampling_params\.ignore_eos = true is not supported/);
-    expectError(await post(`${s.url}/v1/completions`, { prompt: [1], stream: true }), 400, /stream/);
+    expectError(await post(`${s.url}/v1/completions`, { prompt: [1], stream_options: { include_usage: true } }), 400, /stream_options can only be given with stream: true/);
     expectError(await post(`${s.url}/generate`, { input_ids: [1, 2], return_logprob: true, logprob_start_len: 0 }), 400, /logprob_start_len = 0 asks for prompt logprobs/);
     expectError(await post(`${s.url}/generate`, { sampling_params: {} }), 400, /exactly one of text and input_ids/);
     expectError(await post(`${s.url}/v1/completions`, '{"prompt": [1'), 400, /not valid JSON/);

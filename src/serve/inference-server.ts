@@ -7,7 +7,13 @@
  *   POST /v1/completions             prompt as text, ids, or a list of either; max_tokens (default
  *                                    16), temperature, top_p, top_k, seed, n, stop, stop_token_ids,
  *                                    logprobs, return_token_ids (→ choices[i].token_ids and
- *                                    prompt_token_ids), return_tokens_as_token_ids, request_id
+ *                                    prompt_token_ids), return_tokens_as_token_ids, request_id,
+ *                                    stream (server-sent events as vLLM sends them: a text_completion
+ *                                    chunk per sampled token with its choice's `index`, the text it
+ *                                    adds, its logprobs / token_ids / token_versions; the last chunk
+ *                                    of a choice has its finish_reason and stop_reason; then, with
+ *                                    stream_options {include_usage, continuous_usage_stats}, a chunk
+ *                                    with no choices and the usage; then [DONE])
  *   POST /inference/v1/generate      {token_ids, sampling_params, request_id} → {request_id,
  *                                    choices: [{index, token_ids, logprobs: {content: [{token,
  *                                    logprob, bytes, top_logprobs}]} | null, finish_reason}]}
@@ -22,8 +28,8 @@
  *                                    logprob_start_len (−1 or ≥ the prompt length: the engine
  *                                    does not score prompts), stream (one event per token as it
  *                                    is sampled, each with the cumulative text, output_ids and
- *                                    meta_info so far, finish_reason null; then the whole result,
- *                                    then [DONE]) → {text, output_ids, meta_info: {id,
+ *                                    meta_info so far, finish_reason null; then the whole result
+ *                                    as each generation ends, then [DONE]) → {text, output_ids, meta_info: {id,
  *                                    finish_reason: {type: stop|length|abort, matched|length|message},
  *                                    prompt_tokens, completion_tokens, output_token_logprobs:
  *                                    [[logprob, id, text|null]], weight_version}}
@@ -53,7 +59,9 @@
  * Pause, abort, sleep and weight-update semantics are InferenceControl's (src/serve/inference-control.ts).
  * Errors are OpenAI-shaped `{error: {message, type, code}}`: 400 bad request (the engine's own
  * validation messages), 404 unknown route or model, 405, 413 body over the limit, 503 while sleeping.
- * A client that disconnects aborts its request in the engine.
+ * A stream answers these before its first event; after it (the 200 is sent) an error is an `{error}`
+ * event followed by [DONE], as vLLM and SGLang send it. A client that disconnects aborts its request
+ * in the engine.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -101,9 +109,51 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+const errorBody = (status: number, message: string) => ({ error: { message, type: ERROR_TYPES[status] ?? 'Error', code: status } });
+
 function sendError(res: ServerResponse, status: number, message: string): void {
-  sendJson(res, status, { error: { message, type: ERROR_TYPES[status] ?? 'Error', code: status } });
+  sendJson(res, status, errorBody(status, message));
 }
+
+/** The HTTP status and message a failed request answers with. */
+function failure(e: unknown): { status: number; message: string } {
+  if (e instanceof HttpError) return { status: e.status, message: e.message };
+  if (e instanceof ServerSleepingError) return { status: 503, message: e.message };
+  const message = e instanceof Error ? e.message : String(e);
+  // The engine's own argument checks ("generate: …") are the client's fault.
+  if (message.startsWith('generate: ')) return { status: 400, message: message.slice('generate: '.length) };
+  return { status: 500, message };
+}
+
+/**
+ * A server-sent-event response. The 200 goes out with the first event, so that a request refused
+ * before any token (a bad sampling parameter, a sleeping server) still gets its plain error status;
+ * nothing is written once the client has gone or the stream has ended.
+ */
+function eventStream(res: ServerResponse) {
+  const open = () => {
+    if (res.headersSent) return;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.socket?.setNoDelay(true);
+  };
+  const closed = () => res.writableEnded || res.destroyed;
+  return {
+    get started() {
+      return res.headersSent;
+    },
+    send(data: unknown): void {
+      if (closed()) return;
+      open();
+      res.write(`data: ${JSON.stringify(data)}\n\n`);
+    },
+    end(): void {
+      if (closed()) return;
+      open();
+      res.end('data: [DONE]\n\n');
+    },
+  };
+}
+type EventStream = ReturnType<typeof eventStream>;
 
 /** The 413 of this server (one message, whether the declared or the received size passed the limit). */
 const tooLarge: TooLargeError = (maxBytes) =>
@@ -136,6 +186,8 @@ const CompletionRequest = z.object({
   request_id: z.string().nullish(),
   return_token_ids: z.boolean().nullish(),
   return_tokens_as_token_ids: z.boolean().nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish(), continuous_usage_stats: z.boolean().nullish() }).passthrough().nullish(),
   ...vllmSamplingShape,
 }).passthrough();
 
@@ -212,6 +264,15 @@ interface GenerationSpec {
   trimStop: boolean;
 }
 
+/** A generation and the request id it runs under. */
+interface Submission {
+  id: string;
+  spec: GenerationSpec;
+}
+
+/** The tokens of a generation so far (while streaming) or in the end. */
+type Tokens = Pick<JobResult, 'ids' | 'logprobs' | 'versions'>;
+
 interface Finished {
   spec: GenerationSpec;
   result: JobResult;
@@ -273,16 +334,18 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
 
   /**
    * Run the specs, each as a job under its id; all are aborted when the client disconnects or when
-   * one fails (the response is then that error).
+   * one fails (the response is then that error). `onFinished` sees each job as soon as it ends.
    */
-  async function runAll(jobs: { id: string; spec: GenerationSpec }[], signal: AbortSignal): Promise<Finished[]> {
+  async function runAll(jobs: Submission[], signal: AbortSignal, onFinished?: (i: number, f: Finished) => void): Promise<Finished[]> {
     const all = new AbortController();
     const stop = () => all.abort(signal.reason);
     signal.addEventListener('abort', stop, { once: true });
     try {
-      return await Promise.all(jobs.map(async ({ id, spec }) => {
+      return await Promise.all(jobs.map(async ({ id, spec }, i) => {
         try {
-          return describe(spec, await control.submit(id, spec.prompt, spec.params, all.signal));
+          const f = describe(spec, await control.submit(id, spec.prompt, spec.params, all.signal));
+          onFinished?.(i, f);
+          return f;
         } catch (e) {
           all.abort(e);
           throw e;
@@ -309,7 +372,47 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
     return { spec, result, text, matched };
   }
 
+  /**
+   * Run jobs for a server-sent-event response (SGLang's /generate and vLLM's /v1/completions with
+   * stream): `token(i, sofar)` as job i samples each token, `finished(i, f)` as it ends, `all` when
+   * every job has, then [DONE]. An error before the first event is the plain error response; after
+   * it, an `{error}` event and [DONE].
+   */
+  async function streamJobs(sse: EventStream, jobs: Submission[], signal: AbortSignal, on: { token(i: number, sofar: Tokens): void; finished(i: number, f: Finished): void; all?(done: Finished[]): void }): Promise<typeof STREAMED> {
+    jobs.forEach((job, i) => {
+      const sofar: Tokens = { ids: [], logprobs: [], versions: [] };
+      // The engine calls this for each token as it is sampled (also across a freeze and resume).
+      job.spec.params.onToken = (t) => {
+        sofar.ids.push(t.id);
+        sofar.logprobs.push(t.logprob);
+        sofar.versions.push(t.version);
+        if (!signal.aborted) on.token(i, sofar);
+      };
+    });
+    try {
+      const done = await runAll(jobs, signal, on.finished);
+      on.all?.(done);
+    } catch (e) {
+      if (!sse.started) throw e;
+      const { status, message } = failure(e);
+      sse.send(errorBody(status, message));
+    }
+    sse.end();
+    return STREAMED;
+  }
+
   const tokenText = (id: number, asIds: boolean) => (asIds ? `token_id:${id}` : tokenizer.decode([id]));
+
+  /** vLLM's completion logprobs of some tokens; text_offset counts on from `offset`, where the first of them starts. */
+  function completionLogprobs(ids: readonly number[], logprobs: readonly number[], top: boolean, asIds: boolean, offset = 0) {
+    const tokens = ids.map((t) => tokenText(t, asIds));
+    const textOffset: number[] = [];
+    for (const t of ids) {
+      textOffset.push(offset);
+      offset += tokenizer.decode([t]).length;
+    }
+    return { tokens, token_logprobs: logprobs, text_offset: textOffset, top_logprobs: top ? ids.map((_, i) => ({ [tokens[i]!]: logprobs[i]! })) : null };
+  }
 
   // --- vLLM -----------------------------------------------------------------------------------
 
@@ -317,11 +420,11 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
   /** vLLM's stop_reason: the stop string or stop token id that ended the request; null for EOS, length and abort. */
   const stopReason = (f: Finished) => (f.result.finish === 'stop' ? f.matched : null);
 
-  async function completions(req: IncomingMessage, signal: AbortSignal): Promise<unknown> {
+  async function completions(req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<unknown> {
     const b = await parse(req, CompletionRequest);
     checkModel(b.model);
     refuseUnsupported(b, '');
-    if (b.stream) throw new HttpError(400, 'stream = true is not supported by agentrl serve inference on /v1/completions; send stream: false (or use SGLang\'s /generate)');
+    if (b.stream_options != null && !b.stream) throw new HttpError(400, 'stream_options can only be given with stream: true (vLLM refuses it too); drop it or set stream: true');
     const prompts: number[][] = typeof b.prompt === 'string' ? [encodeText(b.prompt)]
       : b.prompt.length > 0 && typeof b.prompt[0] === 'number' ? [b.prompt as number[]]
       : (b.prompt as (string | number[])[]).map((p) => (typeof p === 'string' ? encodeText(p) : p));
@@ -339,36 +442,91 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
       }
     });
     const id = b.request_id ?? headerId(req) ?? `cmpl-${randomUUID()}`;
-    const done = await runAll(specs.map((spec) => ({ id, spec })), signal);
+    const jobs = specs.map((spec) => ({ id, spec }));
+    const promptTokens = prompts.reduce((s, p) => s + p.length, 0) * n;
+    if (b.stream) return streamCompletions(res, b, jobs, signal, promptTokens);
+    const done = await runAll(jobs, signal);
     const asIds = !!b.return_tokens_as_token_ids;
     const choices = done.map((f, index) => {
       const r = f.result;
-      let logprobs: unknown = null;
-      if (b.logprobs != null) {
-        const tokens = r.ids.map((t) => tokenText(t, asIds));
-        const offsets: number[] = [];
-        let at = 0;
-        for (const t of r.ids) {
-          offsets.push(at);
-          at += tokenizer.decode([t]).length;
-        }
-        logprobs = {
-          tokens, token_logprobs: r.logprobs, text_offset: offsets,
-          top_logprobs: b.logprobs > 0 ? r.ids.map((_, i) => ({ [tokens[i]!]: r.logprobs[i]! })) : null,
-        };
-      }
       return {
-        index, text: f.text, logprobs, finish_reason: vllmFinish(r), stop_reason: stopReason(f), prompt_logprobs: null,
+        index, text: f.text, logprobs: b.logprobs == null ? null : completionLogprobs(r.ids, r.logprobs, b.logprobs > 0, asIds),
+        finish_reason: vllmFinish(r), stop_reason: stopReason(f), prompt_logprobs: null,
         ...(b.return_token_ids ? { prompt_token_ids: f.spec.prompt, token_ids: r.ids } : {}),
         token_versions: r.versions,
       };
     });
-    const promptTokens = prompts.reduce((s, p) => s + p.length, 0) * n, completionTokens = done.reduce((s, f) => s + f.result.ids.length, 0);
+    const completionTokens = done.reduce((s, f) => s + f.result.ids.length, 0);
     return {
       id, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: modelName, choices,
-      usage: { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens },
+      usage: usage(promptTokens, completionTokens),
       weight_version: control.version(),
     };
+  }
+
+  const usage = (prompt: number, completion: number) => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion });
+
+  /**
+   * /v1/completions with stream: true, in vLLM's chunks: each of the non-streamed response's fields
+   * restricted to the tokens the chunk adds (text, logprobs with text_offset counting on, token_ids,
+   * token_versions; prompt_token_ids in a choice's first chunk only, null after).
+   */
+  function streamCompletions(res: ServerResponse, b: z.infer<typeof CompletionRequest>, jobs: Submission[], signal: AbortSignal, promptTokens: number): Promise<typeof STREAMED> {
+    const sse = eventStream(res);
+    const created = Math.floor(Date.now() / 1000);
+    const asIds = !!b.return_tokens_as_token_ids;
+    const includeUsage = !!b.stream_options?.include_usage, continuousUsage = includeUsage && !!b.stream_options?.continuous_usage_stats;
+    const chunk = (choices: unknown[], u?: ReturnType<typeof usage>) => ({ id: jobs[0]!.id, object: 'text_completion', created, model: modelName, choices, ...(u ? { usage: u } : {}), weight_version: control.version() });
+    const sent = jobs.map(({ spec }) => ({
+      tokens: 0, text: '', textOffset: 0, chunks: 0, finished: false,
+      // Text that may still become the start of a stop string (trimmed from the output) waits until it cannot, as in vLLM.
+      holdBack: spec.trimStop && spec.params.stop ? Math.max(...spec.params.stop.map((x) => x.length)) - 1 : 0,
+    }));
+    /** Choice i's text as far as it is certain after its first `upTo` tokens. */
+    const certainText = (i: number, t: Tokens, upTo: number) => {
+      // An incomplete UTF-8 character at the end waits for its last byte.
+      const text = tokenizer.decode(t.ids.slice(0, upTo)).replace(/\uFFFD+$/, '');
+      let cut = text.length - sent[i]!.holdBack;
+      if (cut > 0 && cut < text.length && /[\uD800-\uDBFF]/.test(text[cut - 1]!)) cut--; // never split a surrogate pair
+      return text.slice(0, Math.max(0, cut));
+    };
+    /** Send choice i's tokens from the last sent up to `upTo`, with the text that takes what was sent to `text`. */
+    const send = (i: number, t: Tokens, upTo: number, text: string, f: Finished | null) => {
+      const c = sent[i]!, prompt = jobs[i]!.spec.prompt;
+      const ids = t.ids.slice(c.tokens, upTo);
+      const delta = text.startsWith(c.text) ? text.slice(c.text.length) : '';
+      if (ids.length === 0 && delta === '' && f === null) return;
+      sse.send(chunk([{
+        index: i, text: delta,
+        logprobs: b.logprobs == null ? null : completionLogprobs(ids, t.logprobs.slice(c.tokens, upTo), b.logprobs > 0, asIds, c.textOffset),
+        finish_reason: f && vllmFinish(f.result), stop_reason: f && stopReason(f),
+        ...(b.return_token_ids ? { prompt_token_ids: c.chunks === 0 ? prompt : null, token_ids: ids } : {}),
+        token_versions: t.versions.slice(c.tokens, upTo),
+      }], continuousUsage ? usage(prompt.length, upTo) : undefined));
+      for (const id of ids) c.textOffset += tokenizer.decode([id]).length;
+      c.tokens = upTo;
+      c.text += delta;
+      c.chunks++;
+    };
+    return streamJobs(sse, jobs, signal, {
+      // A token goes out once the engine step that sampled it is over (setImmediate runs after the
+      // step and the promise callbacks of the jobs it ended), so a choice's last token carries its
+      // finish_reason; the next token of the same choice sends it earlier if need be.
+      token: (i, t) => {
+        const c = sent[i]!, upTo = t.ids.length;
+        if (upTo - 1 > c.tokens) send(i, t, upTo - 1, certainText(i, t, upTo - 1), null);
+        setImmediate(() => {
+          if (!c.finished && upTo > c.tokens) send(i, t, upTo, certainText(i, t, upTo), null);
+        });
+      },
+      finished: (i, f) => {
+        sent[i]!.finished = true;
+        send(i, f.result, f.result.ids.length, f.text, f);
+      },
+      all: (done) => {
+        if (includeUsage) sse.send(chunk([], usage(promptTokens, done.reduce((s, f) => s + f.result.ids.length, 0))));
+      },
+    });
   }
 
   async function tokensGenerate(req: IncomingMessage, signal: AbortSignal): Promise<unknown> {
@@ -429,7 +587,7 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
     if (rids.length !== prompts.length) throw new HttpError(400, `rid has ${rids.length} entries for ${prompts.length} prompts`);
     if ((b.top_logprobs_num ?? 0) > 0 && !b.return_logprob) throw new HttpError(400, 'top_logprobs_num needs return_logprob: true');
     const n = s.n ?? 1;
-    const jobs: { id: string; spec: GenerationSpec }[] = [];
+    const jobs: Submission[] = [];
     prompts.forEach((prompt, pi) => {
       const where = prompts.length > 1 ? `prompt ${pi}: ` : '';
       checkPrompt(prompt, where);
@@ -445,7 +603,7 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
     });
     const withText = !!b.return_text_in_logprobs;
     /** SGLang's answer for one job: cumulative so far while streaming (finish_reason null), then whole. */
-    const answer = (i: number, t: { ids: number[]; logprobs: number[]; versions: number[] }, text: string, finishReason: Record<string, unknown> | null) => {
+    const answer = (i: number, t: Tokens, text: string, finishReason: Record<string, unknown> | null) => {
       const entry = (k: number) => [t.logprobs[k]!, t.ids[k]!, withText ? tokenizer.decode([t.ids[k]!]) : null];
       return {
         text,
@@ -472,39 +630,15 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
       return many ? out : out[0];
     }
     // Streamed as SGLang does by default: one event per sampled token carrying the cumulative text,
-    // output_ids and meta_info so far (finish_reason null), then the whole answer, then [DONE];
-    // several prompts or n > 1 interleave their events, each marked with its `index`.
-    const event = (i: number, o: Record<string, unknown>) => {
-      if (!res.headersSent) {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-        res.socket?.setNoDelay(true);
-      }
-      if (!res.destroyed) res.write(`data: ${JSON.stringify(many ? { ...o, index: i } : o)}\n\n`);
-    };
-    jobs.forEach((job, i) => {
-      const sofar = { ids: [] as number[], logprobs: [] as number[], versions: [] as number[] };
-      // The engine calls this for each token as it is sampled (also across a freeze and resume).
-      job.spec.params.onToken = (t) => {
-        sofar.ids.push(t.id);
-        sofar.logprobs.push(t.logprob);
-        sofar.versions.push(t.version);
-        if (signal.aborted) return;
-        // Text as far as it is certain: an incomplete UTF-8 character at the end waits for its last byte.
-        event(i, answer(i, { ids: [...sofar.ids], logprobs: [...sofar.logprobs], versions: [...sofar.versions] }, tokenizer.decode(sofar.ids).replace(/\uFFFD+$/, ''), null));
-      };
+    // output_ids and meta_info so far (finish_reason null), then the whole answer as the job ends,
+    // then [DONE]; several prompts or n > 1 interleave their events, each marked with its `index`.
+    const sse = eventStream(res);
+    const send = (i: number, o: Record<string, unknown>) => sse.send(many ? { ...o, index: i } : o);
+    return streamJobs(sse, jobs, signal, {
+      // Text as far as it is certain: an incomplete UTF-8 character at the end waits for its last byte.
+      token: (i, t) => send(i, answer(i, t, tokenizer.decode(t.ids).replace(/\uFFFD+$/, ''), null)),
+      finished: (i, f) => send(i, answer(i, f.result, f.text, sglangFinish(f))),
     });
-    let done: Finished[];
-    try {
-      done = await runAll(jobs, signal);
-    } catch (e) {
-      if (!res.headersSent) throw e;
-      // After the first event the status is sent: report the error as an event, as SGLang does.
-      res.end(`data: ${JSON.stringify({ error: { message: e instanceof Error ? e.message : String(e) } })}\n\n`);
-      return STREAMED;
-    }
-    done.forEach((f, i) => event(i, answer(i, f.result, f.text, sglangFinish(f))));
-    res.end('data: [DONE]\n\n');
-    return STREAMED;
   }
 
   // --- weights ----------------------------------------------------------------------------------
@@ -558,7 +692,7 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
 
   const routes: Record<string, Record<string, Handler>> = {
     // vLLM
-    '/v1/completions': { POST: (req, _res, signal) => completions(req, signal) },
+    '/v1/completions': { POST: (req, res, signal) => completions(req, res, signal) },
     '/inference/v1/generate': { POST: (req, _res, signal) => tokensGenerate(req, signal) },
     '/v1/models': {
       GET: async () => ({ object: 'list', data: [{ id: modelName, object: 'model', created, owned_by: 'agentrl', root: opts.modelPath ?? modelName, parent: null, max_model_len: ctx, permission: [] }] }),
@@ -645,15 +779,9 @@ export async function startInferenceServer(opts: InferenceServerOptions): Promis
       },
       (e: unknown) => {
         if (res.headersSent) return res.end();
-        if (e instanceof HttpError) {
-          if (e.status === 413) res.setHeader('connection', 'close');
-          return sendError(res, e.status, e.message);
-        }
-        if (e instanceof ServerSleepingError) return sendError(res, 503, e.message);
-        const message = e instanceof Error ? e.message : String(e);
-        // The engine's own argument checks ("generate: …") are the client's fault.
-        if (message.startsWith('generate: ')) return sendError(res, 400, message.slice('generate: '.length));
-        sendError(res, 500, message);
+        const { status, message } = failure(e);
+        if (status === 413) res.setHeader('connection', 'close');
+        sendError(res, status, message);
       },
     );
   });
