@@ -16,6 +16,7 @@ import type { InferenceEngine } from '../engine/types.ts';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { RolloutRecorder, trajectoryToJson } from './recorder.ts';
 import { gatewayConfigError, startGatewayServer } from './server.ts';
+import { TOOL_CALL_FORMAT_NAMES, type ToolCallFormatName } from './tool-formats/index.ts';
 
 export interface ServeGatewayCliOptions {
   model?: string;
@@ -30,6 +31,8 @@ export interface ServeGatewayCliOptions {
   maxBatch: number;
   seed: number;
   name?: string;
+  /** How the model writes tool calls (default 'hermes'). */
+  toolCallFormat?: ToolCallFormatName;
 }
 
 /** The engine (and chat template, stop ids) a `--model` directory / GGUF file or a `--checkpoint` serves. */
@@ -51,12 +54,20 @@ async function loadServed(o: ServeGatewayCliOptions): Promise<{ engine: Inferenc
   return { engine, chatTemplate: null, name: o.name ?? `${o.checkpoint}@${checkpoint.step}` };
 }
 
+function noTemplateForFormat(format: string): string {
+  return `serve gateway: --tool-call-format ${format} needs the model's own chat template (the gateway's default template asks for and renders hermes <tool_call> blocks); serve a --model whose tokenizer_config.json or GGUF has a chat template, or use --tool-call-format hermes`;
+}
+
 /** Serve until SIGINT/SIGTERM. Refuses to start beyond loopback without a token (checked before loading the model). */
 export async function runServeGateway(o: ServeGatewayCliOptions): Promise<void> {
   const token = o.token ?? process.env.AGENTRL_GATEWAY_TOKEN;
-  const problem = gatewayConfigError({ host: o.host, token });
+  const problem = gatewayConfigError({ host: o.host, token, toolCallFormat: o.toolCallFormat });
   if (problem) throw new Error(`serve gateway: ${problem}`);
+  const format = o.toolCallFormat ?? 'hermes';
+  if (format !== 'hermes' && o.checkpoint !== undefined) throw new Error(noTemplateForFormat(format));
   const served = await loadServed(o);
+  // The default template prompts for, and renders past calls as, Hermes blocks: another format would be parsed from replies the prompt never asked for.
+  if (format !== 'hermes' && !served.chatTemplate) throw new Error(noTemplateForFormat(format));
   let written = 0;
   const file = o.out !== undefined ? join(o.out, 'trajectories.jsonl') : null;
   if (o.out !== undefined) mkdirSync(o.out, { recursive: true });
@@ -65,7 +76,7 @@ export async function runServeGateway(o: ServeGatewayCliOptions): Promise<void> 
     : {});
   const server = await startGatewayServer({
     engine: served.engine, chatTemplate: served.chatTemplate, stopIds: served.stopIds, modelName: served.name, host: o.host, port: o.port,
-    token, maxBodyBytes: o.maxBody, rateLimit: o.rateLimit, recorder,
+    token, maxBodyBytes: o.maxBody, rateLimit: o.rateLimit, recorder, toolCallFormat: o.toolCallFormat,
   });
   console.log(`agent gateway for ${served.name} at ${server.url}/v1 (OpenAI-compatible; rollout id: baseURL ${server.url}/rollouts/<id>/v1, X-Rollout-Id header or API key ${token ? '<token>:<id>' : 'rollout-<id>'}; reward: POST /v1/rollouts/<id>/reward)${file ? `; trajectories → ${file}` : ''}; Ctrl-C stops`);
   await new Promise<void>((resolve) => {
@@ -111,6 +122,7 @@ export function registerServeGateway(serve: Command): void {
     .option('--max-batch <n>', 'sequences decoded together', intArg(1, 'an integer ≥ 1'), 32)
     .option('--seed <n>', 'sampling seed of requests without their own', intArg(0, 'an integer ≥ 0'), 0)
     .option('--name <name>', 'model name reported by /v1/models (default the model path)')
+    .addOption(new Option('--tool-call-format <format>', 'how the model writes tool calls: hermes (<tool_call> blocks: Qwen2.5, Hermes), llama3-json (Llama 3.1/3.2 JSON), mistral ([TOOL_CALLS] [...]); the gateway\'s default chat template prompts for hermes').choices(TOOL_CALL_FORMAT_NAMES).default('hermes'))
     .action(async (o: ServeGatewayCliOptions) => {
       await runServeGateway(o);
     });

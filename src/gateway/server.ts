@@ -6,8 +6,9 @@
  * recorded calls become a trajectory for the trainer (src/gateway/workflow.ts).
  *
  *   POST /v1/chat/completions   messages (+ tools) rendered with the model's chat template (or
- *                               DEFAULT_CHAT_TEMPLATE), tool calls parsed from the Hermes format
- *                               into OpenAI `tool_calls`; `stream: true` answers with SSE chunks;
+ *                               DEFAULT_CHAT_TEMPLATE), tool calls parsed from the model's format
+ *                               (`toolCallFormat`: Hermes by default, Llama 3 JSON, Mistral) into
+ *                               OpenAI `tool_calls`; `stream: true` answers with SSE chunks;
  *                               `logprobs: true` returns each token's behaviour logprob
  *   POST /v1/completions        `prompt` as text or as token ids (used as given)
  *   POST /v1/rollouts/{id}/reward  {"reward": r, "info"?: {...}}: finishes the rollout
@@ -51,7 +52,8 @@ import {
   type ChatCompletionRequest, type CompletionRequest,
 } from './openai-shapes.ts';
 import { checkRolloutId, RolloutRecorder, type RecordedCall } from './recorder.ts';
-import { DEFAULT_CHAT_TEMPLATE, parseToolCalls, ToolCallStreamer, type OpenAIToolCall, type ParsedToolCalls } from './tool-calls.ts';
+import { DEFAULT_CHAT_TEMPLATE, ToolCallStreamer, type OpenAIToolCall, type ParsedToolCalls } from './tool-calls.ts';
+import { toolCallFormat, toolCallFormatError, type ToolCallFormatName } from './tool-formats/index.ts';
 
 export interface GatewayOptions {
   engine: InferenceEngine;
@@ -77,6 +79,12 @@ export interface GatewayOptions {
   recorder?: RolloutRecorder;
   /** Refuse model calls without a rollout id (default true). False: such calls are served, not recorded. */
   requireRolloutId?: boolean;
+  /**
+   * How the model writes tool calls (default 'hermes'). Only the parsing of replies changes:
+   * DEFAULT_CHAT_TEMPLATE still asks for, and renders past calls in, the Hermes format, so another
+   * format needs the model's own chat template.
+   */
+  toolCallFormat?: ToolCallFormatName;
 }
 
 export interface GatewayServer {
@@ -95,8 +103,10 @@ export function isLoopback(host: string): boolean {
 }
 
 /** A GatewayOptions problem that must stop the server from starting (names the option and the fix). */
-export function gatewayConfigError(o: Pick<GatewayOptions, 'host' | 'token'>): string | null {
+export function gatewayConfigError(o: Pick<GatewayOptions, 'host' | 'token' | 'toolCallFormat'>): string | null {
   const host = o.host ?? '127.0.0.1';
+  const formatProblem = o.toolCallFormat !== undefined ? toolCallFormatError(o.toolCallFormat) : null;
+  if (formatProblem) return formatProblem;
   if (o.token !== undefined && o.token.length < 16) return `the gateway token must have at least 16 characters (got ${o.token.length}); generate one, e.g. \`openssl rand -hex 24\``;
   if (!isLoopback(host) && o.token === undefined) {
     return `the gateway is bound to ${host}, beyond loopback: it needs a bearer token (--token or AGENTRL_GATEWAY_TOKEN); without one anyone who can reach ${host} could sample from and record into it. Bind 127.0.0.1 to serve this machine only`;
@@ -118,6 +128,7 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
   const defaultMaxTokens = o.defaultMaxTokens ?? 1024;
   const recorder = o.recorder ?? new RolloutRecorder();
   const requireRolloutId = o.requireRolloutId ?? true;
+  const toolFormat = toolCallFormat(o.toolCallFormat ?? 'hermes');
   const tokenDigest = o.token !== undefined ? sha256(o.token) : null;
   const limiter = rate > 0 ? new RateLimiter(rate) : null;
 
@@ -288,7 +299,7 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
     const wantLogprobs = r.logprobs === true;
 
     if (r.stream) {
-      const streamer = new ToolCallStreamer();
+      const streamer = new ToolCallStreamer(undefined, toolFormat);
       const chunk = (sse: Sse, delta: Record<string, unknown>, more: Record<string, unknown> = {}) =>
         sse.send({ id, object: 'chat.completion.chunk', created, model: modelName, choices: [{ index: 0, delta, logprobs: null, finish_reason: null, ...more }] });
       const logprobsOf = (tokens: readonly { id: number; logprob: number }[]) => ({ logprobs: { content: chatLogprobs(tokens.map((t) => t.id), tokens.map((t) => t.logprob)) } });
@@ -301,7 +312,7 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
           if (wantLogprobs && tokens.length > 0) chunk(sse, { content: content ?? '' }, logprobsOf(tokens));
           else if (content) chunk(sse, { content });
         });
-      const parsed = useTools ? parseToolCalls(g.text) : undefined;
+      const parsed = useTools ? toolFormat.parse(g.text) : undefined;
       recordCall(rolloutId, g, 'chat.completions', prompt, id, parsed);
       // The rest: tokens not yet certain when sampled (none, unless a stop token was not the last).
       if (wantLogprobs && reported < g.visible.length) {
@@ -329,7 +340,7 @@ export async function startGatewayServer(o: GatewayOptions): Promise<GatewayServ
 
     const g = await generate(prompt, params, signal);
     const extras = returnTokenIds(body) ? { prompt_token_ids: prompt, token_ids: g.c.ids } : {};
-    const parsed = useTools ? parseToolCalls(g.text) : undefined;
+    const parsed = useTools ? toolFormat.parse(g.text) : undefined;
     recordCall(rolloutId, g, 'chat.completions', prompt, id, parsed);
     const toolCalls: OpenAIToolCall[] = parsed?.toolCalls ?? [];
     const message: Record<string, unknown> = { role: 'assistant', content: parsed ? parsed.content : g.text, refusal: null };

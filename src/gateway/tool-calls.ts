@@ -12,6 +12,10 @@
  * incrementally for SSE: content is streamed as soon as it cannot be the start of a tool call, and
  * what the streamed deltas add up to is exactly what `parseToolCalls` returns for the whole text.
  *
+ * Other models write calls differently; `ToolCallFormat` is what the gateway needs of a format (parse
+ * a whole text; say how much of a partial text is surely content) and `HERMES` is this one. The
+ * others (Llama 3 JSON, Mistral) are in src/gateway/tool-formats/, which selects one by name.
+ *
  * `DEFAULT_CHAT_TEMPLATE` is the ChatML template (Qwen2.5's layout, tool instructions shortened)
  * used for models that ship none (base models, the tiny test models, agentrl checkpoints): tools go
  * into the system turn, assistant tool calls are rendered in the format above, and tool results
@@ -35,6 +39,24 @@ export interface ParsedToolCalls {
   toolCalls: OpenAIToolCall[];
   /** Why the text was kept as plain content although it contains `<tool_call>`; absent when fine. */
   malformed?: string;
+}
+
+/**
+ * A way of writing tool calls in a completion's text. Malformed calls are never an error: `parse`
+ * returns the whole text as content with `malformed` saying why (the turn is recorded as invalid).
+ */
+export interface ToolCallFormat {
+  /** The name `--tool-call-format` selects it by. */
+  readonly name: string;
+  /** A fresh tool-call id of the shape the format's chat templates accept. */
+  newId(): string;
+  /** Split a whole completion's text into content and calls. */
+  parse(text: string, makeId?: () => string): ParsedToolCalls;
+  /**
+   * For a text that is the start of a completion: the length of its prefix that is content whatever
+   * follows (no tool call can start inside it), so a streamer may send it now.
+   */
+  contentPrefix(text: string): number;
 }
 
 /** `call_` + 24 hex characters, like OpenAI's ids. */
@@ -70,7 +92,7 @@ export function parseToolCalls(text: string, makeId: () => string = newToolCallI
 }
 
 /** Content of a text with tool calls: the outside pieces, whitespace-only ones dropped, trimmed at the end. */
-function joinContent(pieces: readonly string[]): string | null {
+export function joinContent(pieces: readonly string[]): string | null {
   const joined = pieces.filter((p) => p.trim() !== '').join('').trimEnd();
   return joined === '' ? null : joined;
 }
@@ -83,11 +105,19 @@ function parseOneCall(body: string): { name: string; arguments: string } | strin
   } catch (e) {
     return `not JSON (${(e as Error).message})`;
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'expected a JSON object {"name": ..., "arguments": {...}}';
+  return callFromJson(value, 'arguments');
+}
+
+/** Where a format's calls keep their arguments; both are accepted, the format's own one named in messages. */
+export type ArgsKey = 'arguments' | 'parameters';
+
+/** One parsed JSON value as a call `{"name", "<argsKey>": {...}}` (arguments as a JSON string, OpenAI's shape), or why it is not one. */
+export function callFromJson(value: unknown, argsKey: ArgsKey = 'arguments'): { name: string; arguments: string } | string {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `expected a JSON object {"name": ..., "${argsKey}": {...}}`;
   const v = value as Record<string, unknown>;
   if (typeof v.name !== 'string' || v.name === '') return '"name" must be a non-empty string';
-  const args = v.arguments ?? v.parameters ?? {};
-  if (typeof args !== 'object' || args === null || Array.isArray(args)) return '"arguments" must be a JSON object';
+  const args = v[argsKey] ?? v[argsKey === 'arguments' ? 'parameters' : 'arguments'] ?? {};
+  if (typeof args !== 'object' || args === null || Array.isArray(args)) return `"${argsKey}" must be a JSON object`;
   return { name: v.name, arguments: JSON.stringify(args) };
 }
 
@@ -98,22 +128,23 @@ export interface StreamDelta {
 }
 
 /**
- * Incremental `parseToolCalls`. `push(fullTextSoFar)` returns the content that is safe to send now
- * (it can no longer become part of a tool call or of the content's trimmed tail); `finish(text)`
- * parses the whole text and returns the rest: the remaining content and every tool call. The
- * concatenated content deltas equal `parseToolCalls(text).content ?? ''`.
+ * Incremental `format.parse` (Hermes unless told). `push(fullTextSoFar)` returns the content that is
+ * safe to send now (it can no longer become part of a tool call or of the content's trimmed tail);
+ * `finish(text)` parses the whole text and returns the rest: the remaining content and every tool
+ * call. The concatenated content deltas equal `format.parse(text).content ?? ''`.
  */
 export class ToolCallStreamer {
   private sent = '';
   private done = false;
+  private readonly makeId: () => string;
 
-  constructor(private readonly makeId: () => string = newToolCallId) {}
+  constructor(makeId?: () => string, private readonly format: ToolCallFormat = HERMES) {
+    this.makeId = makeId ?? (() => format.newId());
+  }
 
   push(text: string): StreamDelta {
     if (this.done) return {};
-    const open = text.indexOf(TOOL_CALL_OPEN);
-    // Before a block starts, or up to a tail that could still be the start of `<tool_call>`.
-    let safe = open >= 0 ? open : text.length - partialOpenSuffix(text);
+    let safe = this.format.contentPrefix(text);
     // Trailing whitespace is dropped when calls follow, so hold it until that is known.
     while (safe > 0 && /\s/.test(text[safe - 1]!)) safe--;
     if (safe <= this.sent.length) return {};
@@ -124,7 +155,7 @@ export class ToolCallStreamer {
 
   finish(text: string): StreamDelta & { parsed: ParsedToolCalls } {
     this.done = true;
-    const parsed = parseToolCalls(text, this.makeId);
+    const parsed = this.format.parse(text, this.makeId);
     const content = parsed.content ?? '';
     if (!content.startsWith(this.sent)) throw new Error(`ToolCallStreamer: streamed content ${JSON.stringify(this.sent)} is not a prefix of the parsed content ${JSON.stringify(content)}`);
     const rest = content.slice(this.sent.length);
@@ -133,13 +164,27 @@ export class ToolCallStreamer {
   }
 }
 
-/** Length of the longest suffix of `text` that is a proper prefix of `<tool_call>`. */
-function partialOpenSuffix(text: string): number {
-  for (let n = Math.min(TOOL_CALL_OPEN.length - 1, text.length); n > 0; n--) {
-    if (TOOL_CALL_OPEN.startsWith(text.slice(text.length - n))) return n;
+/** Length of the longest suffix of `text` that is a proper prefix of `marker`. */
+function partialMarkerSuffix(text: string, marker: string): number {
+  for (let n = Math.min(marker.length - 1, text.length); n > 0; n--) {
+    if (marker.startsWith(text.slice(text.length - n))) return n;
   }
   return 0;
 }
+
+/** Content is surely content up to `marker` (a call's opening), or up to a tail that could still begin it. */
+export function contentBeforeMarker(text: string, marker: string): number {
+  const open = text.indexOf(marker);
+  return open >= 0 ? open : text.length - partialMarkerSuffix(text, marker);
+}
+
+/** Hermes / Qwen2.5: `<tool_call>{"name", "arguments"}</tool_call>` blocks anywhere in the text. */
+export const HERMES: ToolCallFormat = {
+  name: 'hermes',
+  newId: newToolCallId,
+  parse: (text, makeId) => parseToolCalls(text, makeId),
+  contentPrefix: (text) => contentBeforeMarker(text, TOOL_CALL_OPEN),
+};
 
 /**
  * ChatML with Hermes-style tools (Qwen2.5's layout): the system turn lists the tools as JSON inside
