@@ -26,7 +26,8 @@ describe('shipped trial configs speak only words their tokenizer knows', () => {
 
   it.each(configs.map((c) => [c.file, c] as const))('%s: no <unk> in any prompt of a few trials per opponent', async (_file, { cfg }) => {
     const parts = trialParts(cfg, defaultBackend(), null);
-    const unk = parts.tokenizer.encode('<unk>')[0]!;
+    const tokenizer = parts.tokenizer!; // trial tasks on the built-in model always have a word tokenizer
+    const unk = tokenizer.encode('<unk>')[0]!;
     const ctx = { version: 0, admitVersion: 0, signal: new AbortController().signal, groupIndex: 0, groupId: 'g0', member: 0, attempt: 0 };
     const opponents = [...new Set([...cfg.opponents.map((o) => o.name), ...(cfg.eval.opponents ?? [])])];
     let prompts = 0;
@@ -37,7 +38,7 @@ describe('shipped trial configs speak only words their tokenizer knows', () => {
           for (const s of t.samples) {
             prompts++;
             const at = s.seq.ids.indexOf(unk);
-            if (at >= 0) throw new Error(`${opponent} seed ${seed}: <unk> at token ${at} of "${parts.tokenizer.decode(s.seq.ids)}"`);
+            if (at >= 0) throw new Error(`${opponent} seed ${seed}: <unk> at token ${at} of "${tokenizer.decode(s.seq.ids)}"`);
           }
         }
       }
