@@ -155,6 +155,19 @@ async function main(): Promise<void> {
       md.push(`| ${name} | 0 → ${k} | ${cell(per)} | ${per.map((x) => f3(x[0])).join(', ')} |`);
     }
   }
+  // Where a rise comes from: repeating a solved level, and solving one the previous episode failed.
+  md.push('', '## Episode k after episode k − 1 was solved / failed (pooled over seeds; per seed in brackets)', '', '| policy | episode | solved again after a solve (n) | solved after a failure (n) |', '|---|---|---|---|');
+  const after = (r: EvalReport, k: number, prev: 0 | 1) => {
+    const xs = rewards(r).filter((e) => (e[k - 1]! > 0 ? 1 : 0) === prev).map((e) => (e[k]! > 0 ? 1 : 0));
+    return { solved: xs.reduce((a: number, b) => a + b, 0), n: xs.length };
+  };
+  const rate = (parts: { solved: number; n: number }[]) => {
+    const n = parts.reduce((a, p) => a + p.n, 0);
+    return `${f3(parts.reduce((a, p) => a + p.solved, 0) / n)} (${n}) [${parts.map((p) => f3(p.solved / p.n)).join(', ')}]`;
+  };
+  for (const [name, r] of rows) {
+    for (let k = 1; k < K; k++) md.push(`| ${name} | ${k} | ${rate(seeds.map((s) => after(r(s), k, 1)))} | ${rate(seeds.map((s) => after(r(s), k, 0)))} |`);
+  }
   if (ablationRows.length > 0) {
     md.push('', '## Evidence ablation: the same meta-RL weights with parts of the past removed from the prompt (paired per level)', '', '| difference | episode | mean (sd, se) | per seed (± se) |', '|---|---|---|---|');
     for (const name of ablationRows) {
