@@ -4,18 +4,10 @@
  * info endpoints, and the errors (400 with the engine's own messages, 404, 405, 413). Samples equal
  * those of an in-process BuiltinEngine with the same weights and seed (ids exactly, logprobs ≤ 1e-6).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { get, maxAbsDiff, post, referenceEngine, serveTiny, type Served } from './fixtures/serve-inference/setup.ts';
+import { describe, expect, it } from 'vitest';
+import { get, maxAbsDiff, post, PROMPT, referenceEngine, serveTiny, serveTinyForFile } from './fixtures/serve-inference/setup.ts';
 
-let s: Served;
-beforeAll(async () => {
-  s = await serveTiny(3);
-});
-afterAll(async () => {
-  await s.server.close();
-});
-
-const PROMPT = [5, 9, 2, 17];
+const s = serveTinyForFile(3);
 
 describe('vLLM /v1/completions', () => {
   it('token-id prompt with return_token_ids and logprobs: the documented shape, and the in-process engine\'s ids and logprobs for the same seed', async () => {

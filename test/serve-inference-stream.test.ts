@@ -11,19 +11,11 @@
  *   - a pause (abort) ends the stream with finish_reason 'abort'; a client that disconnects aborts
  *     its generation in the engine; errors before the first token are plain 400s.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { post, serveTiny, until, type Served } from './fixtures/serve-inference/setup.ts';
+import { post, PROMPT, serveTinyForFile, until } from './fixtures/serve-inference/setup.ts';
 
-let s: Served;
-beforeAll(async () => {
-  s = await serveTiny(3);
-});
-afterAll(async () => {
-  await s.server.close();
-});
-
-const PROMPT = [5, 9, 2, 17];
+const s = serveTinyForFile(3);
 
 /** POST a streamed completion; the raw events (without the trailing blank lines). */
 async function streamEvents(body: Record<string, unknown>): Promise<string[]> {
