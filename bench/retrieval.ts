@@ -1,19 +1,20 @@
 /**
  * `npm run bench:retrieval [-- --quick] [--docs N] [--concurrent C] [--write]`: queries per second of
- * `agentrl serve retrieval` with 1 worker process against 2 (`--workers 2`, node:cluster), on a
- * synthetic corpus (Zipf-distributed words, so common query words hit long posting lists), with C
- * requests in flight from this process. The arms alternate (1, 2, 1, 2, …) so drifts in machine
+ * `agentrl serve retrieval` with 1 worker process against 2 (`--workers 2`, node:cluster), on the
+ * synthetic corpus of examples/index-1m.ts (bench/synthetic-corpus.ts: Zipf-distributed words, so
+ * common query words hit long posting lists), with C requests in flight from this process. The arms alternate (1, 2, 1, 2, …) so drifts in machine
  * load hit both; the medians are compared. Every answer is checked against the in-process index.
  * With --write the table goes to docs/results/retrieval-workers.md.
  */
-import { mkdtempSync, rmSync, writeFileSync, createWriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Agent, request } from 'node:http';
 import { Bm25Index, buildIndex } from '../src/tools/bm25-index.ts';
 import { startRetrievalCluster } from '../src/tools/retrieval-cluster.ts';
-import { Rng } from '../src/core/rng.ts';
+import { mulberry32 } from '../src/envs/rng.ts';
+import { median } from './common.ts';
+import { makeVocabulary, writeCorpus, zipf } from './synthetic-corpus.ts';
 
 const args = process.argv.slice(2);
 const flag = (name: string, def: number) => {
@@ -25,30 +26,7 @@ const docs = flag('--docs', quick ? 5_000 : 100_000);
 const concurrent = flag('--concurrent', 16);
 const queries = flag('--queries', quick ? 200 : 2_000);
 const repeats = flag('--repeats', quick ? 1 : 3);
-const VOCAB = 20_000;
-
-/** A word of rank r ~ 1/r (Zipf), from a fixed list of made-up words. */
-function zipfWord(rng: Rng, cdf: Float64Array): string {
-  const u = rng.next();
-  let lo = 0;
-  let hi = cdf.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (cdf[mid]! < u) lo = mid + 1;
-    else hi = mid;
-  }
-  return `w${lo.toString(36)}`;
-}
-
-async function writeCorpus(path: string, rng: Rng, cdf: Float64Array): Promise<void> {
-  const out = createWriteStream(path);
-  for (let i = 0; i < docs; i++) {
-    const words = Array.from({ length: 40 + Math.floor(rng.next() * 60) }, () => zipfWord(rng, cdf));
-    if (!out.write(JSON.stringify({ id: `d${i}`, title: `doc ${i}`, url: `kb://d${i}`, contents: words.join(' ') }) + '\n')) await once(out, 'drain');
-  }
-  out.end();
-  await once(out, 'finish');
-}
+const VOCAB = 50_000;
 
 function post(agent: Agent, url: string, body: unknown): Promise<unknown> {
   const text = JSON.stringify(body);
@@ -81,23 +59,20 @@ async function measure(url: string, qs: string[][], expected: string[]): Promise
   return qs.length / ((performance.now() - started) / 1000);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'agentrl-bench-retrieval-'));
   try {
-    const rng = new Rng(7);
-    const weights = Array.from({ length: VOCAB }, (_, r) => 1 / (r + 1));
-    const total = weights.reduce((a, b) => a + b, 0);
-    const cdf = new Float64Array(VOCAB);
-    weights.reduce((acc, w, i) => (cdf[i] = (acc + w) / total, acc + w), 0);
+    const vocab = makeVocabulary(VOCAB, mulberry32(0));
     const corpus = join(dir, 'corpus.jsonl');
     const db = join(dir, 'index.db');
     let t = performance.now();
-    await writeCorpus(corpus, rng, cdf);
+    await writeCorpus(corpus, docs, vocab, mulberry32(1));
     await buildIndex(corpus, db);
     console.log(`corpus: ${docs} passages, index built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    const qs = Array.from({ length: queries }, () => Array.from({ length: 3 + Math.floor(rng.next() * 3) }, () => zipfWord(rng, cdf)));
+    // Queries of 3–5 words from the same distribution.
+    const rand = mulberry32(2);
+    const rank = zipf(VOCAB, 1.0, rand);
+    const qs = Array.from({ length: queries }, () => Array.from({ length: 3 + Math.floor(rand() * 3) }, () => vocab[rank()]!));
     const index = new Bm25Index(db);
     t = performance.now();
     const expected = qs.map((q) => index.searchSync(q.join(' '), 5).map((h) => h.id).join(','));
@@ -130,7 +105,7 @@ async function main(): Promise<void> {
     if (args.includes('--write')) {
       const md = [
         '# Retrieval server: one process against two (`agentrl serve retrieval --workers 2`)', '',
-        'Command: `npm run bench:retrieval -- --write`. The corpus is synthetic: Zipf-distributed words and 40–99 words per passage. Queries are 3–5 words from the same distribution, top 5.',
+        'Command: `npm run bench:retrieval -- --write`. The corpus is `examples/index-1m.ts`\'s (bench/synthetic-corpus.ts): 60–100 Zipf-distributed words per passage from 50,000 made-up words. Queries are 3–5 words from the same distribution, top 5.',
         `${concurrent} requests are in flight from the benchmark process, on the same ${result.cpus}-core machine. The arms alternate, and every answer is checked against the in-process index.`, '',
         '| | queries/s (median of ' + repeats + ') | runs |', '|---|---|---|',
         `| in-process index, one query at a time | ${inProcess.toFixed(0)} | |`,

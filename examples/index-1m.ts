@@ -11,12 +11,12 @@
  * The corpus and the index are deleted at the end unless --keep is given (1M passages ≈ 0.6 GB of
  * JSONL plus the index).
  */
-import { createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
-import { once } from 'node:events';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Bm25Index, buildIndex } from '../src/tools/bm25-index.ts';
 import { mulberry32 } from '../src/envs/rng.ts';
+import { makeVocabulary, writeCorpus, zipf } from '../bench/synthetic-corpus.ts';
 
 const VOCAB = 50_000;
 const ZIPF_S = 1.0;
@@ -24,58 +24,6 @@ const QUERIES = 1_000;
 
 /** A small seeded PRNG: the same corpus on every machine. */
 const rng = mulberry32;
-
-/** VOCAB distinct pronounceable words: 1–4 consonant-vowel syllables. */
-function makeVocabulary(rand: () => number): string[] {
-  const cons = 'bcdfghjklmnprstvwz';
-  const vowels = 'aeiou';
-  const words = new Set<string>();
-  while (words.size < VOCAB) {
-    let w = '';
-    const syllables = 1 + Math.floor(rand() * 4);
-    for (let s = 0; s < syllables; s++) w += cons[Math.floor(rand() * cons.length)] + vowels[Math.floor(rand() * vowels.length)];
-    if (rand() < 0.3) w += cons[Math.floor(rand() * cons.length)];
-    words.add(w);
-  }
-  return [...words];
-}
-
-/** Sampler of ranks 0..n−1 with P(r) ∝ 1/(r+1)^s, by binary search in the cumulative distribution. */
-function zipf(n: number, s: number, rand: () => number): () => number {
-  const cdf = new Float64Array(n);
-  let total = 0;
-  for (let r = 0; r < n; r++) cdf[r] = total += 1 / (r + 1) ** s;
-  return () => {
-    const u = rand() * total;
-    let lo = 0, hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid]! < u) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-}
-
-async function writeCorpus(path: string, passages: number, vocab: string[]): Promise<void> {
-  const rand = rng(1);
-  const rank = zipf(VOCAB, ZIPF_S, rand);
-  const out = createWriteStream(path);
-  let chunk = '';
-  for (let i = 0; i < passages; i++) {
-    const title = Array.from({ length: 2 + Math.floor(rand() * 2) }, () => vocab[1000 + Math.floor(rand() * (VOCAB - 1000))]).join(' ');
-    const n = 60 + Math.floor(rand() * 41);
-    const words: string[] = new Array(n);
-    for (let j = 0; j < n; j++) words[j] = vocab[rank()]!;
-    chunk += JSON.stringify({ id: `p${i}`, title, contents: words.join(' ') + '.' }) + '\n';
-    if (chunk.length > 1 << 20) {
-      if (!out.write(chunk)) await once(out, 'drain');
-      chunk = '';
-    }
-  }
-  out.end(chunk);
-  await once(out, 'finish');
-}
 
 function quantile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
@@ -88,10 +36,10 @@ async function main(): Promise<void> {
   mkdirSync(values.out, { recursive: true });
   const corpus = join(values.out, 'corpus.jsonl');
   const db = join(values.out, 'index.db');
-  const vocab = makeVocabulary(rng(0));
+  const vocab = makeVocabulary(VOCAB, rng(0));
 
   let t = performance.now();
-  await writeCorpus(corpus, passages, vocab);
+  await writeCorpus(corpus, passages, vocab, rng(1));
   const generateSeconds = (performance.now() - t) / 1000;
   console.error(`generated ${passages} passages (${statSync(corpus).size} bytes) in ${generateSeconds.toFixed(1)} s; indexing…`);
 
