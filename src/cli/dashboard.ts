@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { startDashboard } from '../dashboard/server.ts';
 import { port } from './option-parsers.ts';
+import { untilSignal } from './until-signal.ts';
 
 export interface DashboardCliOptions {
   host: string;
@@ -28,10 +29,7 @@ export async function runDashboard(runsDir: string, o: DashboardCliOptions): Pro
   const d = await startDashboard({ runsDir: root, host: o.host, port: o.port, token: o.token });
   console.log(`agentrl dashboard: ${root} at ${d.url} — Ctrl-C stops`);
   if (o.open) openBrowser(d.url);
-  await new Promise<void>((done) => {
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
+  await untilSignal();
   await d.close();
 }
 

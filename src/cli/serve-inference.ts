@@ -17,6 +17,7 @@ import { startInferenceServer, type InferenceServerOptions } from '../serve/infe
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { toyToolTokenizer } from '../agents/toy-tool-agent.ts';
 import type { Tokenizer } from '../engine/types.ts';
+import { untilSignal } from './until-signal.ts';
 
 export interface ServeInferenceCliOptions {
   model?: string;
@@ -78,10 +79,7 @@ export async function runServeInference(o: ServeInferenceCliOptions): Promise<vo
   const server = await startInferenceServer({ ...loaded, host: o.host, port: o.port, modelName, maxBodyBytes: o.maxBodyBytes });
   console.log(`listening on ${server.url}`);
   console.log(`serving '${modelName}' (${loaded.modelPath}, weight version ${loaded.version}) with vLLM endpoints (POST /v1/completions, /inference/v1/generate, /pause, /resume, /sleep, /wake_up) and SGLang endpoints (POST /generate, /update_weights_from_disk, /pause_generation, /continue_generation, /abort_request); Ctrl-C stops`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+  await untilSignal();
   await server.close();
   console.log('inference server stopped');
 }

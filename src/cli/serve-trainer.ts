@@ -7,6 +7,7 @@ import type { Transformer } from '../engine/model.ts';
 import type { Tokenizer } from '../engine/types.ts';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { startTrainerServer } from '../serve/trainer-server.ts';
+import { untilSignal } from './until-signal.ts';
 
 export interface ServeTrainerCliOptions {
   checkpoint?: string;
@@ -45,10 +46,7 @@ export async function runServeTrainer(o: ServeTrainerCliOptions): Promise<void> 
   const server = await startTrainerServer({ model, tokenizer, baseModel: name, host: o.host, port: o.port });
   console.log(`listening on ${server.url}`);
   console.log(`serving '${name}' (${model.numParams} parameters) with the Tinker training API under /api/v1/; Ctrl-C stops`);
-  await new Promise<void>((done) => {
-    process.once('SIGINT', () => done());
-    process.once('SIGTERM', () => done());
-  });
+  await untilSignal();
   await server.close();
 }
 

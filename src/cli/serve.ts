@@ -7,6 +7,7 @@ import { registerServeInference } from './serve-inference.ts';
 import { registerServeGateway } from '../gateway/cli.ts';
 import { registerServeTrainer } from './serve-trainer.ts';
 import { port, positiveInt } from './option-parsers.ts';
+import { untilSignal } from './until-signal.ts';
 
 export interface ServeRetrievalCliOptions {
   index: string;
@@ -17,14 +18,6 @@ export interface ServeRetrievalCliOptions {
 }
 
 const ROUTES = 'POST /retrieve, POST /access, GET /health';
-
-function untilSignal(): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-  });
-}
 
 /** Serve until SIGINT/SIGTERM, then close the server and the index. */
 export async function runServeRetrieval(o: ServeRetrievalCliOptions): Promise<void> {

@@ -16,6 +16,7 @@ import type { InferenceEngine } from '../engine/types.ts';
 import { loadTrainerCheckpoint } from '../train/trainer-checkpoint.ts';
 import { RolloutRecorder, trajectoryToJson } from './recorder.ts';
 import { gatewayConfigError, startGatewayServer } from './server.ts';
+import { untilSignal } from '../cli/until-signal.ts';
 import { TOOL_CALL_FORMAT_NAMES, type ToolCallFormatName } from './tool-formats/index.ts';
 
 export interface ServeGatewayCliOptions {
@@ -79,10 +80,7 @@ export async function runServeGateway(o: ServeGatewayCliOptions): Promise<void> 
     token, maxBodyBytes: o.maxBody, rateLimit: o.rateLimit, recorder, toolCallFormat: o.toolCallFormat,
   });
   console.log(`agent gateway for ${served.name} at ${server.url}/v1 (OpenAI-compatible; rollout id: baseURL ${server.url}/rollouts/<id>/v1, X-Rollout-Id header or API key ${token ? '<token>:<id>' : 'rollout-<id>'}; reward: POST /v1/rollouts/<id>/reward)${file ? `; trajectories → ${file}` : ''}; Ctrl-C stops`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await untilSignal();
   await server.close();
   console.log(`agent gateway stopped${file ? ` (${written} trajectories written to ${file})` : ''}`);
 }
