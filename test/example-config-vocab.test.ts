@@ -11,6 +11,8 @@ import { parseRunConfig, TRIAL_TASKS, isPathModel } from '../src/run/run-config.
 import { trialParts } from '../src/run/run.ts';
 import { defaultBackend } from '../src/engine/backends.ts';
 import type { Trajectory } from '../src/core/types.ts';
+import { populationConfigOf } from '../src/run/population-run.ts';
+import { Population } from '../src/train/population.ts';
 
 const dir = 'examples/configs';
 const configs = readdirSync(dir)
@@ -44,5 +46,15 @@ describe('shipped trial configs speak only words their tokenizer knows', () => {
       }
     }
     expect(prompts).toBeGreaterThan(0);
+  });
+
+  // A population builds its learners' tokenizer itself (Population.create); it must add the same
+  // trial words a single run adds, or its prompts carry <unk> where the single run's do not.
+  const populations = configs.filter(({ cfg }) => cfg.population);
+  it('finds the population configs', () => expect(populations.length).toBeGreaterThan(0));
+  it.each(populations.map((c) => [c.file, c] as const))('%s: the population tokenizer is the single run\'s, word for word', (_file, { cfg }) => {
+    const words = (t: { vocabSize: number; tokenString(id: number): string }) => Array.from({ length: t.vocabSize }, (_, i) => t.tokenString(i));
+    const pop = Population.create({ ...populationConfigOf(cfg), size: 1 });
+    expect(words(pop.tokenizer)).toEqual(words(trialParts(cfg, defaultBackend(), null).tokenizer!));
   });
 });

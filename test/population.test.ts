@@ -72,7 +72,8 @@ describe('Kuhn snapshot opponent', () => {
     };
     const rulesText = new KuhnEnv().rules();
     let seen = 0;
-    for (const [rules, observation, historyWindow] of [['none', 'text', 7], ['full', 'text', 7], ['none', 'token', 0], ['none', 'token', 7]] as const) {
+    // contextMode 'none' with K = 3: every episode's prompt is a first episode's, headed `trial 1 of 1`.
+    for (const [rules, observation, historyWindow, contextMode, episodes] of [['none', 'text', 7, 'history_only', 1], ['full', 'text', 7, 'history_only', 1], ['none', 'token', 0, 'history_only', 1], ['none', 'token', 7, 'history_only', 1], ['none', 'token', 7, 'none', 3]] as const) {
       const tok = toks[observation];
       for (const [seat, opponent] of [[0, 'aggressive'], [1, 'conservative'], [1, 'aggressive']] as const) {
         for (let seed = 0; seed < 6; seed++) {
@@ -88,7 +89,7 @@ describe('Kuhn snapshot opponent', () => {
               return { ids, logprobs: ids.map(() => 0), versions: ids.map(() => 0), text: tok.decode(ids), finishReason: 'stop', temperature: 1 };
             },
           };
-          const trial = { ...TRIAL, rules, episodes: 1, historyWindow, obsWindow: 2 };
+          const trial = { ...TRIAL, rules, episodes, contextMode, historyWindow, obsWindow: 2 };
           await runTrial(env, engine, trial, { seed, groupId: 'g', opponent });
           for (const p of prompts) {
             expect(tok.decode(tok.encode(kuhnSnapshotPrompt(p.view, trial, rulesText, observation)))).toBe(p.text);
@@ -382,7 +383,7 @@ describe('population checkpoints', () => {
 
   it('errors name the problem', async () => {
     await expect(loadPopulation(join(tmpdir(), 'agentrl-no-such-population'), { backend })).rejects.toThrow(/cannot read .*population\.json/);
-    expect(() => Population.create(tinyConfig({ env: 'bandit', opponents: [{ name: 'none' }] }), { backend })).toThrow(/snapshots are implemented for kuhn only.*snapshotEvery/);
+    expect(() => Population.create(tinyConfig({ env: 'bandit', opponents: [{ name: 'none' }] }), { backend })).toThrow(/snapshots are implemented for kuhn, tictactoe only, not 'bandit'.*snapshotEvery/);
     expect(() => Population.create(tinyConfig({ envOptions: { opponent: 'random' } }), { backend })).toThrow(/opponent is chosen by the league/);
     expect(() => Population.create(tinyConfig({ pbt: { readyAfter: 5, fitnessWindow: 2 } }), { backend })).toThrow(/readyAfter/);
   });

@@ -204,7 +204,8 @@ function actionSpace(env: TextEnv): string[] {
   return typeof e.actionSpace === 'function' ? e.actionSpace() : [];
 }
 
-function renderMoves(moves: Move[], window: number, obsWindow: number): string {
+/** `moves none` or `moves <obs> -> <action> ; -> <action> …`: the last `window` moves, the last `obsWindow` of them with their observation. */
+export function renderMoves(moves: readonly Move[], window: number, obsWindow: number): string {
   const shown = window === 0 ? [] : moves.slice(-window); // slice(-0) would keep them all
   if (shown.length === 0) return 'moves none';
   return 'moves ' + shown.map((m, i) => (i >= shown.length - obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');

@@ -26,7 +26,7 @@ import {
   EMPTY_BOARD, MARK_NAMES, boardKey, cellToAction, emptyCells, isFull, other, play, renderBoard, winner,
   type Board, type Mark,
 } from './ttt-game.ts';
-import { resolveTttOpponent, type TttOpponent } from './ttt-opponents.ts';
+import { resolveTttOpponent, type TttOpponent, type TttPlacement } from './ttt-opponents.ts';
 
 export interface TicTacToeEnvOptions {
   /** Opponent name (see TTT_OPPONENT_NAMES, or mcts-<N>) or object. Default 'random'. */
@@ -71,6 +71,8 @@ export class TicTacToeEnv implements TextEnv {
   private lastOpponentCell: number | null = null;
   /** The opponent's cells this episode, in order (for `episodeToken`). */
   private opponentCells: number[] = [];
+  /** Every mark placed this episode, in order (passed to the opponent, see TttState.moves). */
+  private placements: TttPlacement[] = [];
   private turns = 0;
   private invalidCount = 0;
   private result: TttResult | null = null;
@@ -126,6 +128,7 @@ export class TicTacToeEnv implements TextEnv {
     this.board = EMPTY_BOARD;
     this.lastOpponentCell = null;
     this.opponentCells = [];
+    this.placements = [];
     this.turns = 0;
     this.invalidCount = 0;
     this.result = null;
@@ -138,13 +141,14 @@ export class TicTacToeEnv implements TextEnv {
   private opponentMove(): void {
     const oppMark = other(this.mark);
     const rng = mulberry32(mixSeed(this.seed!, STREAM_OPPONENT, hashString(boardKey(this.board))));
-    const cell = this.opponent.move({ board: this.board, toMove: oppMark }, rng);
+    const cell = this.opponent.move({ board: this.board, toMove: oppMark, moves: this.placements.slice() }, rng);
     if (!Number.isInteger(cell) || cell < 0 || cell > 8 || this.board[cell] !== 0) {
       throw new Error(`tictactoe: opponent '${this.opponent.name}' chose illegal cell ${cell} on ${boardKey(this.board)}`);
     }
     this.board = play(this.board, cell, oppMark);
     this.lastOpponentCell = cell;
     this.opponentCells.push(cell);
+    this.placements.push({ cell, mark: oppMark });
   }
 
   observe(): string {
@@ -178,6 +182,7 @@ export class TicTacToeEnv implements TextEnv {
       return this.afterTurn(0, false, reason);
     }
     this.board = play(this.board, cell, this.mark);
+    this.placements.push({ cell, mark: this.mark });
     if (winner(this.board) === this.mark) return this.finish('win', this.winReward);
     if (isFull(this.board)) return this.finish('draw', 0);
     this.opponentMove();

@@ -7,10 +7,22 @@ import type { Opponent } from './types.ts';
 import { pick, type RandomSource } from './rng.ts';
 import { boardKey, emptyCells, isFull, other, play, winner, type Board, type Mark } from './ttt-game.ts';
 
+/** One mark placed on the board. */
+export interface TttPlacement {
+  cell: number;
+  mark: Mark;
+}
+
 /** What an opponent sees: the board and the mark it plays. */
 export interface TttState {
   board: Board;
   toMove: Mark;
+  /**
+   * The marks placed this game so far, in order (TicTacToeEnv passes them; after a forfeited move
+   * one side has placed twice in a row). Players that read only the board ignore it; a frozen
+   * policy needs it to rebuild its own earlier moves (src/train/population/ttt-snapshot.ts).
+   */
+  moves?: readonly TttPlacement[];
 }
 
 /** A tic-tac-toe opponent; `move` returns a cell index 0..8, `act` its `(row, col)` form. */

@@ -44,8 +44,9 @@ import { League, LeagueConfigSchema, SNAPSHOT_ADAPTERS, type LeagueSnapshotSuppo
 import { WinRateTable, type WinRateJSON } from './population/pfsp.ts';
 import { generationName, paramsToTensors, removeUnreferenced, snapshotDirName, tensorsToParams, writeJsonAtomic } from './population/persist.ts';
 
-export { League, LeagueConfigSchema, kuhnSnapshotAdapter, SNAPSHOT_ADAPTERS, type SnapshotEntry, type SnapshotEnvAdapter, type FrozenPolicy } from './population/league.ts';
+export { League, LeagueConfigSchema, kuhnSnapshotAdapter, tttSnapshotAdapter, SNAPSHOT_ADAPTERS, type SnapshotEntry, type SnapshotEnvAdapter, type FrozenPolicy } from './population/league.ts';
 export { KuhnSnapshotOpponent, kuhnSnapshotPrompt, renderKuhnObservation, renderKuhnHistory } from './population/kuhn-snapshot.ts';
+export { TttSnapshotOpponent, tttSnapshotPrompt, tttOwnMoves } from './population/ttt-snapshot.ts';
 export { WinRateTable, pfspPriority, poolWeights } from './population/pfsp.ts';
 export { copyLearnerState, perturbHyper, planExploit, sampleHyper, setLearningRate, HyperSpaceSchema, type Hyper } from './population/pbt.ts';
 
@@ -193,6 +194,8 @@ export class Population {
       const setup = buildMetaSetup({
         env: cfg.env, envOptions: cfg.envOptions, opponents: cfg.opponents.map((o) => o.name),
         model: cfg.model as Omit<ModelConfigInput, 'vocabSize'>, optimizer: { ...cfg.optimizer, lr: hyper.lr }, seed, maxBatch: maxBatchOf(cfg), backend,
+        // The words the trial adds to the env's own, as a single run adds them (src/run/run.ts).
+        outcomeTokens: cfg.meta.trial.pastEpisodes === 'outcome' || cfg.meta.trial.reflectionInput === 'outcome', triedActions: cfg.meta.trial.triedActions,
       });
       tokenizer ??= setup.tokenizer;
       members.push({ id: `m${i}`, seed, hyper, engine: setup.engine, trainer: setup.trainer, iterations: 0, recentReturns: [] });

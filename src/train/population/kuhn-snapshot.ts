@@ -38,7 +38,7 @@ export function renderKuhnObservation(view: KuhnView): string {
 }
 
 /** What of the trial config shapes the play prompt. */
-export type SnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'rules' | 'historyWindow' | 'obsWindow'>;
+export type SnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'rules' | 'historyWindow' | 'obsWindow'> & Partial<Pick<TrialConfig, 'contextMode'>>;
 
 /**
  * runTrial's first-episode play prompt for the player of `view` (see the file comment). `rulesText`
@@ -56,7 +56,7 @@ export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, ru
   const movesText = shown.length === 0
     ? 'moves none'
     : 'moves ' + shown.map((m, i) => (i >= shown.length - cfg.obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
-  return [cfg.rules === 'full' ? rulesText : '', `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${observe(view)} ->`].filter(Boolean).join(' ');
+  return [cfg.rules === 'full' ? rulesText : '', cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${observe(view)} ->`].filter(Boolean).join(' ');
 }
 
 export interface KuhnSnapshotOptions {

@@ -4,7 +4,7 @@
  * with fixed weights or PFSP priorities. `makeEnv(name)` builds an environment against either kind.
  *
  * Snapshots are environment-specific (the frozen policy must be turned into that game's opponent
- * object); `SNAPSHOT_ADAPTERS` lists the environments that support them (Kuhn poker).
+ * object); `SNAPSHOT_ADAPTERS` lists the environments that support them (Kuhn poker, tic-tac-toe).
  */
 import { z } from 'zod';
 import type { Rng } from '../../core/rng.ts';
@@ -14,9 +14,11 @@ import type { Tokenizer } from '../../engine/types.ts';
 import { Transformer, type ModelConfig } from '../../engine/model.ts';
 import { envOptionSchemas } from '../../envs/registry.ts';
 import { KuhnEnv } from '../../envs/kuhn.ts';
+import { TicTacToeEnv } from '../../envs/tictactoe.ts';
 import type { TrialConfig } from '../../agents/trial.ts';
 import { drawOpponent } from '../trial-source.ts';
 import { KuhnSnapshotOpponent } from './kuhn-snapshot.ts';
+import { TttSnapshotOpponent } from './ttt-snapshot.ts';
 import { poolWeights, WinRateTable } from './pfsp.ts';
 
 export const LeagueConfigSchema = z.object({
@@ -67,8 +69,24 @@ export function kuhnSnapshotAdapter(envOptions: Record<string, unknown>, trial: 
   };
 }
 
+/** Tic-tac-toe (token observation only): snapshots play as TttSnapshotOpponent through TicTacToeEnv's `opponent` object option. */
+export function tttSnapshotAdapter(envOptions: Record<string, unknown>, trial: TrialConfig): SnapshotEnvAdapter {
+  const parsed = envOptionSchemas.tictactoe.omit({ opponent: true }).safeParse(envOptions);
+  if (!parsed.success) throw new Error(`league: invalid tictactoe envOptions — ${parsed.error.issues.map((i) => `${i.path.join('.') || '(options)'}: ${i.message}`).join('; ')} (the opponent is chosen by the league, not by envOptions)`);
+  const opts = parsed.data;
+  if ((opts.observation ?? 'text') !== 'token') {
+    throw new Error(`league: tictactoe snapshots need envOptions.observation 'token' (got '${opts.observation ?? 'text'}', the env's default is 'text'): with 'text' the agent answers (row, col) in two slots and can name a taken cell, which an opponent cannot play; set envOptions.observation to token or league.snapshotEvery to 0`);
+  }
+  const rulesText = new TicTacToeEnv(opts).rules();
+  return {
+    makeOpponent: (f) => new TttSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, observation: opts.observation }),
+    makeEnv: (opponent) => new TicTacToeEnv({ ...opts, opponent: opponent as TttSnapshotOpponent }),
+  };
+}
+
 export const SNAPSHOT_ADAPTERS: Record<string, (envOptions: Record<string, unknown>, trial: TrialConfig) => SnapshotEnvAdapter> = {
   kuhn: kuhnSnapshotAdapter,
+  tictactoe: tttSnapshotAdapter,
 };
 
 export interface SnapshotEntry {
