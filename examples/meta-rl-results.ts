@@ -23,7 +23,8 @@ import { readConfigFile } from '../src/cli/config-file.ts';
 import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
 import { parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
-import { evaluateScripted, meanSe, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
+import { evaluateScripted, meanSe, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
+import { opponentEval as opp, successAt, notLostAt } from '../src/eval/trial-measures.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
@@ -108,20 +109,6 @@ function mixture(weights: { name: string; weight: number }[], a: EvalReport, k: 
     v += (w.weight / W) ** 2 * si * si;
   }
   return [m, Math.sqrt(v)];
-}
-function opp(r: EvalReport, name: string): OpponentEval {
-  const x = r.opponents.find((p) => p.opponent === name);
-  if (!x) throw new Error(`report ${r.policy} has no opponent ${name}`);
-  return x;
-}
-
-/** Per trial: 1 if won in some episode ≤ k (trials stop once won, so a shorter trial that ended won counts). */
-function successAt(r: EvalReport, name: string, k: number): number[] {
-  return opp(r, name).trialRewards.map((eps) => (eps.slice(0, k + 1).some((x) => x > 0) ? 1 : 0));
-}
-/** Per trial: 1 if episode k was played and not lost (a draw or a win). */
-function notLostAt(r: EvalReport, name: string, k: number): number[] {
-  return opp(r, name).trialRewards.filter((eps) => eps.length > k).map((eps) => (eps[k]! >= 0 ? 1 : 0));
 }
 const diff = (a: number[], b: number[]) => a.map((x, i) => x - b[i]!);
 

@@ -4,9 +4,13 @@
  * - league: the config as written (PFSP over the scripted pool plus frozen snapshots of the learners;
  *   kuhn-population.yaml also runs PBT);
  * - fixed: the scripted pool at its base weights, no snapshots, no PBT.
- * Every learner of both arms is evaluated on the same deals against the training opponents and unseen
- * ones (CFR players, random), next to the random player and the exact Kuhn oracles on those deals, so
- * the league − fixed difference is paired per deal.
+ * Every learner of both arms is evaluated on the same trials (deals, openings) against the training
+ * opponents and unseen ones, next to the random player and the task's oracles on those trials, so the
+ * league − fixed difference is paired per trial. Tables per task (examples/population-tables.ts):
+ * - kuhn: chips per hand; oracles best fixed vs the mixture and best response;
+ * - tictactoe: success by game k, not-lost rate and reward; oracles minimax and minimax + retry
+ *   memory; the share of training trials per opponent (PFSP, snapshots).
+ * Writes OUT/<config name>[-quick].{md,json} (kuhn-league.yaml → kuhn-league.md, ttt-league.yaml → ttt-league.md).
  *
  *   node --import tsx examples/population-results.ts [--config examples/configs/kuhn-league.yaml]
  *        [--seeds 30,31,32] [--set key=value …] [--quick] [--out runs/results] [--runs runs/league]
@@ -16,13 +20,14 @@ import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
 import { trainPopulationRun } from '../src/run/population-run.ts';
-import { evaluateRandom, evaluateScripted, meanSe, type EvalOptions, type EvalReport, type OpponentEval } from '../src/eval/trials.ts';
+import { evaluateRandom, evaluateScripted, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
+import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { readMetricsRows } from '../src/eval/run-plots.ts';
 import type { RunConfig } from '../src/run/run-config.ts';
-import { acrossSeeds, diff, f3 } from './seed-stats.ts';
+import { ARM_NAMES, kuhnTables, tttTables, type Arm, type PopulationEvals, type TaskTables, type TrainingCounts } from './population-tables.ts';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -37,12 +42,10 @@ const o = new Command()
   .parse()
   .opts<{ config: string; seeds: string; set: string[]; quick?: boolean; out: string; runs: string }>();
 
-const ARMS = {
-  league: [] as string[],
+const ARMS: Record<Arm, string[]> = {
+  league: [],
   fixed: ['population.league.mode=fixed', 'population.league.snapshotEvery=0', 'population.pbt.exploitEvery=0'],
 };
-type Arm = keyof typeof ARMS;
-const ARM_NAMES = Object.keys(ARMS) as Arm[];
 const quick = o.quick ? ['trainer.steps=2', 'population.size=2', 'trainer.batchSize=2', 'eval.trials=10', 'population.league.snapshotEvery=1'] : [];
 const seeds = o.seeds.split(',').map(Number);
 
@@ -50,6 +53,8 @@ interface ArmRun {
   config: RunConfig;
   reports: EvalReport[];
   compute: { samples: number; trainedTokens: number; processedTokens: number; trainSeconds: number };
+  /** Training trials per opponent, summed over rounds and learners. */
+  training: TrainingCounts;
 }
 
 async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
@@ -60,70 +65,60 @@ async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
     await trainPopulationRun(readConfigFile(o.config, sets), { out, resume: true, log: (l) => console.log(`  [${arm} s${seed}] ${l}`) });
   }
   const { config, reports } = JSON.parse(readFileSync(join(out, 'eval.json'), 'utf8')) as { config: RunConfig; reports: EvalReport[] };
+  // Run directories are named by arm and seed only: a --runs folder of another config would be read silently.
+  const task = (readConfigFile(o.config, sets) as { task?: unknown }).task;
+  if (config.task !== task) throw new Error(`population-results: ${out} holds a finished ${config.task} run, but ${o.config} is task '${String(task)}'; pass another --runs`);
   const rows = readMetricsRows(join(out, 'metrics.jsonl'));
   const sum = (k: string) => rows.reduce((a, r) => a + (typeof r[k] === 'number' ? (r[k] as number) : 0), 0);
-  return { config, reports, compute: { samples: sum('samples'), trainedTokens: sum('trainedTokens'), processedTokens: sum('processedTokens'), trainSeconds: sum('seconds') } };
+  const training: TrainingCounts = {};
+  for (const r of rows) for (const [opp, c] of Object.entries((r.opponents ?? {}) as TrainingCounts)) {
+    const t = (training[opp] ??= { trials: 0, score: 0 });
+    t.trials += c.trials;
+    t.score += c.score;
+  }
+  return { config, reports, compute: { samples: sum('samples'), trainedTokens: sum('trainedTokens'), processedTokens: sum('processedTokens'), trainSeconds: sum('seconds') }, training };
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** Per deal: the hand-k reward averaged over the learners of one arm (or one scripted row). */
-function perDeal(reports: EvalReport[], opponent: string, k: number): number[] {
-  const per = reports.map((r) => r.opponents.find((x) => x.opponent === opponent)!.trialRewards);
-  return per[0]!.map((_, i) => mean(per.map((t) => t[i]![k]!)));
-}
+/** Per task: the scripted rows played on the same evaluation trials (random first), the word for one trial, and the tables. */
+const TASKS: Record<string, { unit: string; scripted: (cfg: RunConfig, evalOpts: EvalOptions) => Record<string, EvalReport[]>; tables: (x: PopulationEvals, runs: (arm: Arm, seed: number) => ArmRun) => TaskTables }> = {
+  kuhn: {
+    unit: 'deal',
+    scripted: (cfg, evalOpts) => ({
+      random: [evaluateRandom(evalOpts)],
+      'oracle: best fixed vs mixture': [evaluateScripted('best-fixed', bestFixedPlayer(cfg.opponents), evalOpts)],
+      'oracle: best response': [evaluateScripted('best-response', bestResponsePlayer(), evalOpts)],
+    }),
+    tables: (x) => kuhnTables(x),
+  },
+  tictactoe: {
+    unit: 'trial',
+    scripted: (_cfg, evalOpts) => ({
+      random: [evaluateRandom(evalOpts)],
+      'oracle: minimax': [evaluateScripted('minimax', minimaxOraclePlayer(), evalOpts)],
+      'oracle: minimax + retry memory': [evaluateScripted('minimax-retry', minimaxRetryPlayer(), evalOpts)],
+    }),
+    tables: (x, runs) => tttTables(x, runs('league', x.seeds[0]!).config.opponents, (arm, seed) => runs(arm, seed).training),
+  },
+};
 
 async function main(): Promise<void> {
   const runs = new Map<string, ArmRun>();
   for (const seed of seeds) for (const arm of ARM_NAMES) runs.set(`${arm}/${seed}`, await runArm(arm, seed));
   const cfg = runs.get(`league/${seeds[0]}`)!.config;
-  if (cfg.task !== 'kuhn') throw new Error(`population-results: the oracle rows are Kuhn's; task '${cfg.task}' is not supported`);
+  const task = TASKS[cfg.task];
+  if (!task) throw new Error(`population-results: no tables for task '${cfg.task}' (supported: ${Object.keys(TASKS).join(', ')})`);
   const evalTrial = TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial });
-  const K = evalTrial.episodes;
   const opponents = cfg.eval.opponents ?? cfg.opponents.map((x) => x.name);
-  const trained = new Set(cfg.opponents.map((x) => x.name));
   const evalOpts: EvalOptions = { opponents, trials: cfg.eval.trials, seed: cfg.eval.seed, makeEnv: envFactory(cfg.task, cfg.envOptions), trial: evalTrial };
-  // Scripted rows on the same deals (the evaluation seed is the same for every seed's runs).
-  const scripted: Record<string, EvalReport[]> = {
-    random: [evaluateRandom(evalOpts)],
-    'oracle: best fixed vs mixture': [evaluateScripted('best-fixed', bestFixedPlayer(cfg.opponents), evalOpts)],
-    'oracle: best response': [evaluateScripted('best-response', bestResponsePlayer(), evalOpts)],
+  // Scripted rows on the same trials (the evaluation seed is the same for every seed's runs).
+  const evals: PopulationEvals = {
+    seeds, opponents, K: evalTrial.episodes, trained: new Set(cfg.opponents.map((x) => x.name)),
+    reports: (arm, seed) => runs.get(`${arm}/${seed}`)!.reports,
+    scripted: task.scripted(cfg, evalOpts),
   };
-  const armReports = (arm: Arm, seed: number) => runs.get(`${arm}/${seed}`)!.reports;
-  const label = (name: string) => (trained.has(name) ? name : `${name} (unseen)`);
+  const t = task.tables(evals, (arm, seed) => runs.get(`${arm}/${seed}`)!);
 
-  // 1. Final hand per opponent: each arm (mean over seeds of the learners' mean), league − fixed paired per deal.
-  const last = K - 1;
-  const main1 = ['| opponent | league | fixed pool | league − fixed (paired per deal) | per seed | random | oracle: best fixed vs mixture | oracle: best response |', '|---|---|---|---|---|---|---|---|'];
-  const json: Record<string, unknown> = {};
-  for (const name of opponents) {
-    const cell = (arm: Arm) => acrossSeeds(seeds.map((s) => meanSe(perDeal(armReports(arm, s), name, last))));
-    const L = cell('league'), F = cell('fixed');
-    const diffs = seeds.map((s) => meanSe(diff(perDeal(armReports('league', s), name, last), perDeal(armReports('fixed', s), name, last))));
-    const D = acrossSeeds(diffs);
-    const sc = Object.fromEntries(Object.entries(scripted).map(([k, r]) => [k, meanSe(perDeal(r, name, last))[0]]));
-    json[name] = { league: L, fixed: F, leagueMinusFixed: { ...D, perSeed: diffs.map((d) => d[0]) }, ...sc };
-    main1.push(`| ${label(name)} | ${f3(L.mean)} (sd ${f3(L.sd)}, se ${f3(L.se)}) | ${f3(F.mean)} (sd ${f3(F.sd)}, se ${f3(F.se)}) | **${D.mean >= 0 ? '+' : ''}${f3(D.mean)}** (se ${f3(D.se)}, sd ${f3(D.sd)}) | ${diffs.map((d) => `${d[0] >= 0 ? '+' : ''}${f3(d[0])}`).join(' / ')} | ${Object.values(sc).map(f3).join(' | ')} |`);
-  }
-
-  // 2. Per opponent × hand: mean return (mean over seeds and learners).
-  const hands = Array.from({ length: K }, (_, k) => k);
-  const byHand = [`| opponent | arm | ${hands.map((k) => `hand ${k}`).join(' | ')} |`, `|---|---|${hands.map(() => '---').join('|')}|`];
-  for (const name of opponents) {
-    for (const arm of ARM_NAMES) byHand.push(`| ${label(name)} | ${arm} | ${hands.map((k) => f3(mean(seeds.map((s) => mean(perDeal(armReports(arm, s), name, k)))))).join(' | ')} |`);
-    byHand.push(`| ${label(name)} | oracle: best fixed | ${hands.map((k) => f3(mean(perDeal(scripted['oracle: best fixed vs mixture']!, name, k)))).join(' | ')} |`);
-  }
-
-  // 3. Per opponent × seat, final hand (mean over seeds and learners of the per-seat means).
-  const seatStats = (reps: EvalReport[], name: string, seat: string) => mean(reps.map((r) => (r.opponents.find((x) => x.opponent === name) as OpponentEval).bySeat?.[seat]?.[last]?.meanReturn ?? Number.NaN));
-  const seats = Object.keys(armReports('league', seeds[0]!)[0]!.opponents[0]!.bySeat ?? {}).sort();
-  const bySeat = [`| opponent | ${seats.flatMap((st) => ARM_NAMES.map((a) => `${a}, seat ${st}`)).join(' | ')} | ${seats.map((st) => `best response, seat ${st}`).join(' | ')} |`, `|---|${seats.flatMap(() => ARM_NAMES.map(() => '---')).join('|')}|${seats.map(() => '---').join('|')}|`];
-  for (const name of opponents) {
-    const cells = seats.flatMap((st) => ARM_NAMES.map((a) => f3(mean(seeds.map((s) => seatStats(armReports(a, s), name, st))))));
-    bySeat.push(`| ${label(name)} | ${cells.join(' | ')} | ${seats.map((st) => f3(seatStats(scripted['oracle: best response']!, name, st))).join(' | ')} |`);
-  }
-
-  // 4. Compute per run (summed over learners).
+  // Compute per run (summed over learners).
   const compute = ['| arm | seed | samples | trained tokens | processed tokens | train seconds (summed over rounds) |', '|---|---|---|---|---|---|'];
   for (const seed of seeds) for (const arm of ARM_NAMES) {
     const c = runs.get(`${arm}/${seed}`)!.compute;
@@ -133,16 +128,14 @@ async function main(): Promise<void> {
   const cmd = `node --import tsx examples/population-results.ts --config ${o.config} --seeds ${o.seeds}${o.set.map((s) => ` --set ${s}`).join('')}${o.quick ? ' --quick' : ''}`;
   const md = [
     `## League vs fixed pool: ${basename(o.config)}, seeds ${o.seeds}`, '',
-    `Reproduce: \`${cmd}\`. ${cfg.population!.size} learners per arm, ${cfg.trainer.steps} rounds of ${cfg.trainer.batchSize} groups × ${cfg.trainer.groupSize} trials; ${cfg.eval.trials} evaluation trials per opponent and learner (evaluation seed ${cfg.eval.seed}), every row on the same deals.`, '',
-    `### Hand ${last} (the last) per opponent: chips, mean over seeds of the learners' mean (sd across seeds, se of evaluation)`, '', ...main1, '',
-    '### Per opponent × hand', '', ...byHand, '',
-    `### Per opponent × seat, hand ${last}`, '', ...bySeat, '',
+    `Reproduce: \`${cmd}\`. ${cfg.population!.size} learners per arm, ${cfg.trainer.steps} rounds of ${cfg.trainer.batchSize} groups × ${cfg.trainer.groupSize} trials; ${cfg.eval.trials} evaluation trials per opponent and learner (evaluation seed ${cfg.eval.seed}), every row on the same ${task.unit}s.`, '',
+    ...t.lines,
     '### Compute', '', ...compute, '',
   ].join('\n');
   mkdirSync(o.out, { recursive: true });
   const stem = `${basename(o.config).replace(/\.ya?ml$/, '')}${o.quick ? '-quick' : ''}`;
   writeFileSync(join(o.out, `${stem}.md`), md);
-  writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({ command: cmd, seeds, finalHand: json, compute: Object.fromEntries([...runs].map(([k, r]) => [k, r.compute])) }) + '\n');
+  writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({ command: cmd, seeds, ...t.json, compute: Object.fromEntries([...runs].map(([k, r]) => [k, r.compute])) }) + '\n');
   console.log(md);
 }
 
