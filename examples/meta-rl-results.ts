@@ -32,6 +32,7 @@ import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.
 import { envFactory } from '../src/train/meta-setup.ts';
 import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { lineChartSvg } from '../src/eval/plot.ts';
+import { acrossSeeds, f3 } from './seed-stats.ts';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -85,15 +86,9 @@ async function runArm(arm: string, seed: number): Promise<ArmRun> {
   return { arm, seed, result, trained: trained!, untrained: untrained!, random: random! };
 }
 
-interface Cell { mean: number; sd: number; se: number }
-function across(values: number[], ses: number[]): Cell {
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  const sd = n > 1 ? Math.sqrt(values.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : Number.NaN;
-  const se = Math.sqrt(ses.reduce((a, s) => a + s * s, 0)) / n; // evaluation noise of the across-seed mean
-  return { mean, sd, se };
-}
-const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : '–');
+type Cell = ReturnType<typeof acrossSeeds>;
+/** Across seeds: per-seed values with their evaluation se (examples/seed-stats.ts). */
+const across = (values: number[], ses: number[]): Cell => acrossSeeds(values.map((v, i) => [v, ses[i]!]));
 const cellText = (c: Cell) => `${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`;
 
 /** Mean and se of x over trials. */
