@@ -59,6 +59,15 @@ export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, ru
   return [cfg.rules === 'full' ? rulesText : '', cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${observe(view)} ->`].filter(Boolean).join(' ');
 }
 
+/**
+ * What a snapshot feeds its model: the prompt's ids left-truncated as runTrial truncates them (room
+ * for the 3-token constrained completion `<action> W </action>`), then `<action>`.
+ */
+export function snapshotInputIds(promptIds: number[], contextLength: number, openId: number): number[] {
+  const room = contextLength - 3;
+  return [...(promptIds.length > room ? promptIds.slice(promptIds.length - room) : promptIds), openId];
+}
+
 export interface KuhnSnapshotOptions {
   prompt: SnapshotPromptConfig;
   rulesText: string;
@@ -91,11 +100,7 @@ export class KuhnSnapshotOpponent implements KuhnOpponent {
 
   /** Token ids fed to the model: the prompt (left-truncated as runTrial does) then `<action>`. */
   inputIds(view: KuhnView): number[] {
-    let ids = this.tokenizer.encode(this.promptFor(view));
-    // runTrial leaves room for the 3-token constrained completion `<action> W </action>`.
-    const room = this.model.config.contextLength - 3;
-    if (ids.length > room) ids = ids.slice(ids.length - room);
-    return [...ids, this.openId];
+    return snapshotInputIds(this.tokenizer.encode(this.promptFor(view)), this.model.config.contextLength, this.openId);
   }
 
   betProbability(view: KuhnView): number {

@@ -30,6 +30,7 @@ import { renderMoves, type TrialConfig } from '../../agents/trial.ts';
 import { cellWord, renderBoardTokens } from '../../envs/tictactoe.ts';
 import { EMPTY_BOARD, boardKey, cellToAction, emptyCells, isOver, play, type Board } from '../../envs/ttt-game.ts';
 import type { TttOpponent, TttState } from '../../envs/ttt-opponents.ts';
+import { snapshotInputIds } from './kuhn-snapshot.ts';
 
 /** What of the trial config shapes the play prompt. */
 export type TttSnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'contextMode' | 'rules' | 'historyWindow' | 'obsWindow'>;
@@ -101,11 +102,7 @@ export class TttSnapshotOpponent implements TttOpponent {
 
   /** Token ids fed to the model: the prompt (left-truncated as runTrial does) then `<action>`. */
   inputIds(state: TttState): number[] {
-    let ids = this.tokenizer.encode(this.promptFor(state));
-    // runTrial leaves room for the 3-token constrained completion `<action> c5 </action>`.
-    const room = this.model.config.contextLength - 3;
-    if (ids.length > room) ids = ids.slice(ids.length - room);
-    return [...ids, this.openId];
+    return snapshotInputIds(this.tokenizer.encode(this.promptFor(state)), this.model.config.contextLength, this.openId);
   }
 
   /** Probability of each cell 0..8 (0 for taken cells): the tempered softmax of the empty cells' logits. */
