@@ -20,7 +20,7 @@ import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
 import { trainPopulationRun } from '../src/run/population-run.ts';
-import { evaluateRandom, evaluateScripted, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
+import { evaluateRandom, evaluateScripted, reviveEvalReports, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
@@ -64,7 +64,8 @@ async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
     console.log(`[${arm} seed ${seed}] agentrl train ${o.config} ${sets.map((s) => `--set ${s}`).join(' ')} --out ${out}`);
     await trainPopulationRun(readConfigFile(o.config, sets), { out, resume: true, log: (l) => console.log(`  [${arm} s${seed}] ${l}`) });
   }
-  const { config, reports } = JSON.parse(readFileSync(join(out, 'eval.json'), 'utf8')) as { config: RunConfig; reports: EvalReport[] };
+  const saved = JSON.parse(readFileSync(join(out, 'eval.json'), 'utf8')) as { config: RunConfig; reports: EvalReport[] };
+  const { config } = saved, reports = reviveEvalReports(saved.reports);
   // Run directories are named by arm and seed only: a --runs folder of another config would be read silently.
   const task = (readConfigFile(o.config, sets) as { task?: unknown }).task;
   if (config.task !== task) throw new Error(`population-results: ${out} holds a finished ${config.task} run, but ${o.config} is task '${String(task)}'; pass another --runs`);

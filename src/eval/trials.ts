@@ -55,6 +55,25 @@ export interface EvalReport {
   opponents: OpponentEval[];
 }
 
+/**
+ * EvalReports read back from JSON. JSON has no NaN, so a statistic that was undefined (no trial
+ * reached the episode, or only one for an se) was written as null, and null reads as 0 in
+ * arithmetic. This turns those back into NaN, so tables show "–" instead of a made-up 0.
+ */
+export function reviveEvalReports(reports: EvalReport[]): EvalReport[] {
+  const num = (x: unknown) => (typeof x === 'number' ? x : Number.NaN);
+  const episodes = (es: EpisodeStats[]) => es.map((e) => ({ ...e, meanReturn: num(e.meanReturn), seReturn: num(e.seReturn), winRate: num(e.winRate), seWin: num(e.seWin), successRate: num(e.successRate) }));
+  return reports.map((r) => ({
+    ...r,
+    opponents: r.opponents.map((o) => ({
+      ...o,
+      episodes: episodes(o.episodes),
+      finalReturn: num(o.finalReturn), seFinal: num(o.seFinal), invalidRate: num(o.invalidRate),
+      ...(o.bySeat ? { bySeat: Object.fromEntries(Object.entries(o.bySeat).map(([seat, es]) => [seat, episodes(es)])) } : {}),
+    })),
+  }));
+}
+
 /** Mean and its standard error (NaN where undefined: no values, or one). */
 export function meanSe(xs: number[]): [number, number] {
   const n = xs.length;

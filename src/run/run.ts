@@ -51,7 +51,7 @@ import type { SerializableTokenizer } from '../engine/tokenizer.ts';
 import { engineTokenizer, loadModel, type LoadedModel } from '../engine/load-model.ts';
 import { trialWorkflow, TrialConfigSchema, type TrialItem } from '../agents/trial.ts';
 import { toyToolTasks, toyToolTokenizer, toyToolWorkflow, type ToyToolTask } from '../agents/toy-tool-agent.ts';
-import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
+import { evaluatePolicy, evaluateRandom, evalTable, reviveEvalReports, type EvalReport } from '../eval/trials.ts';
 import { writeRunPlots } from '../eval/run-plots.ts';
 import { createTrajectoryLog, opponentStats, withCredit } from './trajectory-log.ts';
 import { openRedisRollout, type RedisRollout } from '../train/redis/redis-rollout.ts';
@@ -497,7 +497,7 @@ export function loadFinishedRun(out: string): TrainRunResult | null {
   if (lines.length !== config.trainer.steps) return null;
   const history = lines.map((l) => ({ ...l, trainer: { clipFrac: l.clipFrac, clipFracMax: l.clipFracMax, entropy: l.entropy, kl: l.kl, minibatches: l.minibatches } }) as unknown as StepMetrics);
   const saved = JSON.parse(readFileSync(evalPath, 'utf8')) as { reports?: EvalReport[]; toolEval?: TrainRunResult['toolEval']; search?: SearchEvalReport };
-  return { config, steps: lines.length, history, eval: saved.reports ?? null, toolEval: saved.toolEval ?? null, searchEval: saved.search ?? null, wallSeconds: history.reduce((a, m) => a + m.seconds, 0) };
+  return { config, steps: lines.length, history, eval: saved.reports ? reviveEvalReports(saved.reports) : null, toolEval: saved.toolEval ?? null, searchEval: saved.search ?? null, wallSeconds: history.reduce((a, m) => a + m.seconds, 0) };
 }
 
 /** The JSON line of one step in metrics.jsonl (histograms kept; the trainer's raw metrics flattened). */
