@@ -204,8 +204,21 @@ function actionSpace(env: TextEnv): string[] {
   return typeof e.actionSpace === 'function' ? e.actionSpace() : [];
 }
 
+/** What of the trial config shapes a play prompt's frame (see playPrompt). */
+export type PlayPromptConfig = Pick<TrialConfig, 'episodes' | 'historyWindow' | 'obsWindow'> & Partial<Pick<TrialConfig, 'contextMode'>>;
+
+/**
+ * runTrial's play prompt for episode `k` (0-based): `[rules] | trial k+1 of K [past] | now <moves> |
+ * <obs> [tried] ->`. Frozen snapshots playing an opponent's seat build theirs with it too (k 0, no
+ * past), so their prompt is the agent's by construction.
+ */
+export function playPrompt(cfg: PlayPromptConfig, p: { rules: string; k: number; moves: readonly Move[]; obs: string; past?: string; tried?: string }): string {
+  const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${p.k + 1} of ${cfg.episodes}`;
+  return [p.rules, header, p.past ?? '', `| now ${renderMoves(p.moves, cfg.historyWindow, cfg.obsWindow)} | ${p.obs}`, p.tried ?? '', '->'].filter(Boolean).join(' ');
+}
+
 /** `moves none` or `moves <obs> -> <action> ; -> <action> …`: the last `window` moves, the last `obsWindow` of them with their observation. */
-export function renderMoves(moves: readonly Move[], window: number, obsWindow: number): string {
+function renderMoves(moves: readonly Move[], window: number, obsWindow: number): string {
   const shown = window === 0 ? [] : moves.slice(-window); // slice(-0) would keep them all
   if (shown.length === 0) return 'moves none';
   return 'moves ' + shown.map((m, i) => (i >= shown.length - obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
@@ -247,8 +260,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
     let done = false;
     const playIdx: number[] = [];
     for (let turn = 0; turn < cfg.maxTurns && !done; turn++) {
-      const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial ${k + 1} of ${cfg.episodes}`;
-      const prompt = [cfg.rules === 'full' ? env.rules() : '', header, renderPast(past, cfg), `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs}`, renderTried(past, obs, cfg), '->'].filter(Boolean).join(' ');
+      const prompt = playPrompt(cfg, { rules: cfg.rules === 'full' ? env.rules() : '', k, past: renderPast(past, cfg), moves, obs, tried: renderTried(past, obs, cfg) });
       for (const a of env.legalActions()) seenActions.add(a);
       const { seq, completion } = await call(prompt, actionGrammar(env, tok, cfg.constrained));
       const r = env.step(completion.text);

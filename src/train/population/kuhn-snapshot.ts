@@ -21,7 +21,7 @@
 import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
 import { tokenIds } from '../../agents/constraints.ts';
-import type { TrialConfig } from '../../agents/trial.ts';
+import { playPrompt, type PlayPromptConfig, type TrialConfig } from '../../agents/trial.ts';
 import { infoSetToken } from '../../envs/kuhn.ts';
 import { CARD_NAMES, KUHN_ACTIONS, infoSetKey, letterAction, playerToAct, type DecisionHistory, type KuhnAction, type KuhnView } from '../../envs/kuhn-game.ts';
 import type { KuhnOpponent } from '../../envs/kuhn-opponents.ts';
@@ -38,7 +38,7 @@ export function renderKuhnObservation(view: KuhnView): string {
 }
 
 /** What of the trial config shapes the play prompt. */
-export type SnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'rules' | 'historyWindow' | 'obsWindow'> & Partial<Pick<TrialConfig, 'contextMode'>>;
+export type SnapshotPromptConfig = PlayPromptConfig & Pick<TrialConfig, 'rules'>;
 
 /**
  * runTrial's first-episode play prompt for the player of `view` (see the file comment). `rulesText`
@@ -52,11 +52,7 @@ export function kuhnSnapshotPrompt(view: KuhnView, cfg: SnapshotPromptConfig, ru
     const prefix = view.history.slice(0, i) as DecisionHistory;
     if (playerToAct(prefix) === view.seat) moves.push({ obs: observe({ card: view.card, history: prefix, seat: view.seat }), action: letterAction(view.history[i]!) });
   }
-  const shown = cfg.historyWindow === 0 ? [] : moves.slice(-cfg.historyWindow); // slice(-0) would keep them all
-  const movesText = shown.length === 0
-    ? 'moves none'
-    : 'moves ' + shown.map((m, i) => (i >= shown.length - cfg.obsWindow ? `${m.obs} -> ${m.action}` : `-> ${m.action}`)).join(' ; ');
-  return [cfg.rules === 'full' ? rulesText : '', cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial 1 of ${cfg.episodes}`, `| now ${movesText} | ${observe(view)} ->`].filter(Boolean).join(' ');
+  return playPrompt(cfg, { rules: cfg.rules === 'full' ? rulesText : '', k: 0, moves, obs: observe(view) });
 }
 
 /**

@@ -7,8 +7,8 @@
  *
  *   [rules] | trial 1 of K | now moves <its own earlier moves> | c1_me c2_no … c9_op ->
  *
- * Its own earlier moves (`<board then> -> c5`, per historyWindow/obsWindow, rendered by runTrial's
- * own `renderMoves`) are rebuilt from the game's placements, which TicTacToeEnv passes in
+ * The prompt is runTrial's own `playPrompt`. Its own earlier moves (`<board then> -> c5`, per
+ * historyWindow/obsWindow) are rebuilt from the game's placements, which TicTacToeEnv passes in
  * `TttState.moves`: the board alone does not say in which order the marks were placed.
  *
  * Only the token observation (`envOptions.observation: token`) is supported. In the text one the
@@ -26,14 +26,12 @@
 import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
 import { tokenIds } from '../../agents/constraints.ts';
-import { renderMoves, type TrialConfig } from '../../agents/trial.ts';
+import { playPrompt } from '../../agents/trial.ts';
 import { cellWord, renderBoardTokens } from '../../envs/tictactoe.ts';
 import { EMPTY_BOARD, boardKey, cellToAction, emptyCells, isOver, play, type Board } from '../../envs/ttt-game.ts';
 import type { TttOpponent, TttState } from '../../envs/ttt-opponents.ts';
-import { snapshotInputIds } from './kuhn-snapshot.ts';
+import { snapshotInputIds, type SnapshotPromptConfig } from './kuhn-snapshot.ts';
 
-/** What of the trial config shapes the play prompt. */
-export type TttSnapshotPromptConfig = Pick<TrialConfig, 'episodes' | 'contextMode' | 'rules' | 'historyWindow' | 'obsWindow'>;
 
 /** The snapshot's own moves this game before `state`, each with the observation it moved from (as runTrial records them). */
 export function tttOwnMoves(state: TttState): { obs: string; action: string }[] {
@@ -54,19 +52,17 @@ export function tttOwnMoves(state: TttState): { obs: string; action: string }[] 
  * runTrial's first-episode play prompt for the player to move in `state` (see the file comment).
  * `rulesText` is TicTacToeEnv.rules() (used when `cfg.rules` is 'full').
  */
-export function tttSnapshotPrompt(state: TttState, cfg: TttSnapshotPromptConfig, rulesText: string): string {
+export function tttSnapshotPrompt(state: TttState, cfg: SnapshotPromptConfig, rulesText: string): string {
   let moves: { obs: string; action: string }[] = [];
   if (cfg.historyWindow > 0) {
     if (state.moves === undefined) throw new Error('TttSnapshotOpponent: the state has no move history (state.moves), which the prompt needs with trial.historyWindow > 0; play it through TicTacToeEnv');
     moves = tttOwnMoves(state);
   }
-  const header = cfg.contextMode === 'none' ? '| trial 1 of 1' : `| trial 1 of ${cfg.episodes}`;
-  const obs = renderBoardTokens(state.board, state.toMove);
-  return [cfg.rules === 'full' ? rulesText : '', header, `| now ${renderMoves(moves, cfg.historyWindow, cfg.obsWindow)} | ${obs}`, '->'].filter(Boolean).join(' ');
+  return playPrompt(cfg, { rules: cfg.rules === 'full' ? rulesText : '', k: 0, moves, obs: renderBoardTokens(state.board, state.toMove) });
 }
 
 export interface TttSnapshotOptions {
-  prompt: TttSnapshotPromptConfig;
+  prompt: SnapshotPromptConfig;
   /** TicTacToeEnv.rules() of the env the snapshot was trained on (shown when prompt.rules is 'full'). */
   rulesText: string;
   /** Sampling temperature of the move word (the agent's trial temperature). Default 1. */
