@@ -68,9 +68,6 @@ export class TicTacToeEnv implements TextEnv {
   private seed: number | null = null;
   private mark: Mark = 1;
   private board: Board = EMPTY_BOARD;
-  private lastOpponentCell: number | null = null;
-  /** The opponent's cells this episode, in order (for `episodeToken`). */
-  private opponentCells: number[] = [];
   /** Every mark placed this episode, in order (passed to the opponent, see TttState.moves). */
   private placements: TttPlacement[] = [];
   private turns = 0;
@@ -126,8 +123,6 @@ export class TicTacToeEnv implements TextEnv {
 
   private start(): string {
     this.board = EMPTY_BOARD;
-    this.lastOpponentCell = null;
-    this.opponentCells = [];
     this.placements = [];
     this.turns = 0;
     this.invalidCount = 0;
@@ -146,16 +141,21 @@ export class TicTacToeEnv implements TextEnv {
       throw new Error(`tictactoe: opponent '${this.opponent.name}' chose illegal cell ${cell} on ${boardKey(this.board)}`);
     }
     this.board = play(this.board, cell, oppMark);
-    this.lastOpponentCell = cell;
-    this.opponentCells.push(cell);
     this.placements.push({ cell, mark: oppMark });
+  }
+
+  /** The opponent's cells this episode, in order. */
+  private opponentCells(): number[] {
+    const theirs = other(this.mark);
+    return this.placements.filter((p) => p.mark === theirs).map((p) => p.cell);
   }
 
   observe(): string {
     if (this.seed === null) throw new Error('tictactoe.observe: call reset(seed) first');
     if (this.observation === 'token') return this.result === null ? renderBoardTokens(this.board, this.mark) : `result_${this.result}`;
     const parts = [`board ${renderBoard(this.board)}`, `you are ${this.seat}`];
-    if (this.lastOpponentCell !== null) parts.push(`opponent played ${cellToAction(this.lastOpponentCell)}`);
+    const lastOpponentCell = this.opponentCells().at(-1);
+    if (lastOpponentCell !== undefined) parts.push(`opponent played ${cellToAction(lastOpponentCell)}`);
     if (this.result === null) parts.push('your move');
     else parts.push(this.truncated ? 'out of turns | result draw' : `result ${this.result}`);
     return parts.join(' | ');
@@ -223,7 +223,8 @@ export class TicTacToeEnv implements TextEnv {
    */
   episodeToken(): string {
     if (this.seed === null) throw new Error('tictactoe.episodeToken: call reset(seed) first');
-    const cell = (i: number) => (this.opponentCells[i] === undefined ? 'x' : String(this.opponentCells[i]! + 1));
+    const cells = this.opponentCells();
+    const cell = (i: number) => (cells[i] === undefined ? 'x' : String(cells[i]! + 1));
     return `o${cell(0)}_${cell(1)}_${this.result ?? 'draw'}`;
   }
 
