@@ -48,6 +48,7 @@ const ARMS: Record<Arm, string[]> = {
 };
 const quick = o.quick ? ['trainer.steps=2', 'population.size=2', 'trainer.batchSize=2', 'eval.trials=10', 'population.league.snapshotEvery=1'] : [];
 const seeds = o.seeds.split(',').map(Number);
+const configTask = (readConfigFile(o.config, o.set) as { task?: unknown }).task;
 
 interface ArmRun {
   config: RunConfig;
@@ -67,8 +68,7 @@ async function runArm(arm: Arm, seed: number): Promise<ArmRun> {
   const saved = JSON.parse(readFileSync(join(out, 'eval.json'), 'utf8')) as { config: RunConfig; reports: EvalReport[] };
   const { config } = saved, reports = reviveEvalReports(saved.reports);
   // Run directories are named by arm and seed only: a --runs folder of another config would be read silently.
-  const task = (readConfigFile(o.config, sets) as { task?: unknown }).task;
-  if (config.task !== task) throw new Error(`population-results: ${out} holds a finished ${config.task} run, but ${o.config} is task '${String(task)}'; pass another --runs`);
+  if (config.task !== configTask) throw new Error(`population-results: ${out} holds a finished ${config.task} run, but ${o.config} is task '${String(configTask)}'; pass another --runs`);
   const rows = readMetricsRows(join(out, 'metrics.jsonl'));
   const sum = (k: string) => rows.reduce((a, r) => a + (typeof r[k] === 'number' ? (r[k] as number) : 0), 0);
   const training: TrainingCounts = {};
