@@ -11,6 +11,11 @@
  *
  * Levels have one box, so an episode is solved exactly when its return is positive (solving gives
  * +10 +1, an unsolved episode only move costs), and a solved episode's moves are (11 − return) / 0.1.
+ *
+ * Two protocols, read from the evaluation trial config: every episode played (stopWhenWon false; the
+ * headline is the solve rate of episode k, which rises only by adaptation) or MAGE's (stopWhenWon
+ * true: a solved trial stops; the headline is the success by episode k, solved in some episode ≤ k,
+ * whose rise is compared with the rise that retrying alone gives the same weights with no past).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -78,14 +83,20 @@ async function ablations(run: ArmRun): Promise<Record<string, EvalReport>> {
   return {
     'meta-RL without `tried`': await evaluatePolicy('no-tried', engine, { ...base, trial: trial({ triedActions: false }) }),
     'meta-RL with no past (contextMode none)': await evaluatePolicy('no-past', engine, { ...base, trial: trial({ contextMode: 'none' }) }),
+    // Under MAGE's protocol a solved level is never played again; this shows what the weights do when it is.
+    ...(trial({}).stopWhenWon ? { [EVERY_EPISODE]: await evaluatePolicy('every-episode', engine, { ...base, trial: trial({ stopWhenWon: false }) }) } : {}),
   };
 }
+const EVERY_EPISODE = 'meta-RL, every episode played';
 const cfg0 = (r: ArmRun) => r.result.config;
 
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
 const rewards = (r: EvalReport) => r.opponents[0]!.trialRewards;
 const solvedAt = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps[k]! > 0 ? 1 : 0));
 const solvedBy = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps.slice(0, k + 1).some((x) => x > 0) ? 1 : 0));
+/** Trials that played episode k (under stopWhenWon: every earlier episode failed). */
+const reached = (r: EvalReport, k: number) => rewards(r).filter((eps) => eps.length > k);
+const stopsWhenWon = (c: RunConfig) => TrialConfigSchema.parse({ ...c.trial, ...c.eval.trial }).stopWhenWon;
 
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];
@@ -93,11 +104,15 @@ async function main(): Promise<void> {
   const cfg = runs[0]!.result.config;
   if ((cfg.envOptions as { boxes?: number }).boxes !== 1) throw new Error('sokoban-results reads solved/moves from returns, which needs one box per level (envOptions.boxes: 1)');
   const K = TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial }).episodes;
+  const stop = stopsWhenWon(cfg);
+  for (const r of runs) if (stopsWhenWon(r.result.config) !== stop) throw new Error(`sokoban-results: ${r.arm} seed ${r.seed} is evaluated with stopWhenWon ${!stop}, ${runs[0]!.arm} seed ${runs[0]!.seed} with ${stop}; every arm needs the same protocol`);
+  // The headline measure: per-episode solves when every episode is played, success by episode k when a solved trial stops.
+  const measure = stop ? solvedBy : solvedAt;
   const oracle = oracleReport(cfg); // deterministic: the same for every seed
   const get = (arm: string, seed: number) => runs.find((r) => r.arm === arm && r.seed === seed);
   const ablated = new Map<number, Record<string, EvalReport>>();
   if (arms.includes('meta')) for (const s of seeds) ablated.set(s, await ablations(get('meta', s)!));
-  const ablationRows = arms.includes('meta') ? Object.keys(ablated.get(seeds[0]!)!) : [];
+  const ablationRows = arms.includes('meta') ? Object.keys(ablated.get(seeds[0]!)!).filter((n) => n !== EVERY_EPISODE) : [];
   const rows: [string, (s: number) => EvalReport][] = [
     ...arms.map((a) => [ROW[a]!, (s: number) => get(a, s)!.trained] as [string, (s: number) => EvalReport]),
     ...ablationRows.map((name) => [name, (s: number) => ablated.get(s)![name]!] as [string, (s: number) => EvalReport]),
@@ -117,14 +132,27 @@ async function main(): Promise<void> {
     `${cfg.eval.trials} unseen levels per seed and policy (evaluation seed ${cfg.eval.seed}), the same levels for every policy, so differences are paired per level.`,
     `BFS-optimal solution lengths of these levels: mean ${f1(optMean)} moves (${[...hist.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}: ${n}`).join(', ')}).`,
     'Cells: mean across seeds (sd = seed spread, se = evaluation standard error of that mean).', '',
-    '## Solve rate of episode k (every episode is played; a rise needs adaptation)', '',
-    `| episode | ${rows.map((r) => r[0]).join(' | ')} |`, `|---|${rows.map(() => '---').join('|')}|`,
+    stop
+      ? 'Protocol: MAGE\'s — a trial stops when its level is solved, in training and at evaluation.'
+      : 'Protocol: every episode of a trial is played, solved or not.',
+    '',
   ];
-  for (let k = 0; k < K; k++) md.push(`| ${k} | ${rows.map(([, rep]) => cell(seeds.map((s) => meanSe(solvedAt(rep(s), k))))).join(' | ')} |`);
-  md.push('', '## Success by episode k (solved in some episode ≤ k; MAGE\'s success rate — rises with retries alone)', '', `| episode | ${rows.map((r) => r[0]).join(' | ')} |`, `|---|${rows.map(() => '---').join('|')}|`);
-  for (let k = 0; k < K; k++) md.push(`| ${k} | ${rows.map(([, rep]) => cell(seeds.map((s) => meanSe(solvedBy(rep(s), k))))).join(' | ')} |`);
-  md.push('', '## Mean return of episode k', '', `| episode | ${rows.map((r) => r[0]).join(' | ')} |`, `|---|${rows.map(() => '---').join('|')}|`);
-  for (let k = 0; k < K; k++) md.push(`| ${k} | ${rows.map(([, rep]) => cell(seeds.map((s) => meanSe(rewards(rep(s)).map((e) => e[k]!))))).join(' | ')} |`);
+  const header = [`| episode | ${rows.map((r) => r[0]).join(' | ')} |`, `|---|${rows.map(() => '---').join('|')}|`];
+  const perEpisode = (title: string, value: (r: EvalReport, k: number) => number[]) => {
+    md.push(title, '', ...header);
+    for (let k = 0; k < K; k++) md.push(`| ${k} | ${rows.map(([, rep]) => cell(seeds.map((s) => meanSe(value(rep(s), k))))).join(' | ')} |`);
+    md.push('');
+  };
+  if (stop) {
+    perEpisode('## Success by episode k (solved in some episode ≤ k; MAGE\'s success rate; retrying alone also raises it, see the no-past row)', solvedBy);
+    perEpisode('## Solve rate of episode k among the trials that reached it (every earlier episode failed)', (r, k) => reached(r, k).map((e) => (e[k]! > 0 ? 1 : 0)));
+    perEpisode('## Mean return of episode k among the trials that reached it', (r, k) => reached(r, k).map((e) => e[k]!));
+  } else {
+    perEpisode('## Solve rate of episode k (every episode is played; a rise needs adaptation)', solvedAt);
+    perEpisode('## Success by episode k (solved in some episode ≤ k; MAGE\'s success rate — rises with retries alone)', solvedBy);
+    perEpisode('## Mean return of episode k', (r, k) => rewards(r).map((e) => e[k]!));
+  }
+  md.pop();
   md.push('', '## Moves used in solved episodes vs the BFS-optimal count of the same levels', '', '| episode | policy | moves when solved (mean over seeds) | optimal moves of those levels | solved episodes |', '|---|---|---|---|---|');
   for (let k = 0; k < K; k++) {
     for (const [name, rep] of rows) {
@@ -144,19 +172,29 @@ async function main(): Promise<void> {
   const rep = (x: string, s: number) => (x === 'untrained' ? get(arms[0]!, s)!.untrained : x === 'random' ? get(arms[0]!, s)!.random : get(x, s)!.trained);
   for (const [name, a, b] of pairs) {
     for (let k = 0; k < K; k++) {
-      const per = seeds.map((s) => meanSe(diff(solvedAt(rep(a, s), k), solvedAt(rep(b, s), k))));
-      md.push(`| ${name} | solved in episode ${k} | ${cell(per)} | ${per.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ')} |`);
+      const per = seeds.map((s) => meanSe(diff(measure(rep(a, s), k), measure(rep(b, s), k))));
+      md.push(`| ${name} | ${stop ? 'solved by' : 'solved in'} episode ${k} | ${cell(per)} | ${per.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ')} |`);
     }
   }
-  md.push('', '## Rise of the solve rate from episode 0 to episode k, per policy (paired within levels)', '', '| policy | episode | rise (sd, se) | per seed |', '|---|---|---|---|');
+  md.push('', `## Rise of the ${stop ? 'success' : 'solve rate'} from episode 0 to episode k, per policy (paired within levels)`, '', '| policy | episode | rise (sd, se) | per seed |', '|---|---|---|---|');
+  const rise = (r: EvalReport, k: number) => diff(measure(r, k), measure(r, 0));
   for (const [name, r] of rows) {
     for (let k = 1; k < K; k++) {
-      const per = seeds.map((s) => meanSe(diff(solvedAt(r(s), k), solvedAt(r(s), 0))));
+      const per = seeds.map((s) => meanSe(rise(r(s), k)));
       md.push(`| ${name} | 0 → ${k} | ${cell(per)} | ${per.map((x) => f3(x[0])).join(', ')} |`);
     }
   }
+  if (stop && arms.includes('meta')) {
+    // Success by episode k rises with retries alone; what the past adds is meta-RL's rise minus the rise of the same weights with no past.
+    md.push('', '## Meta-RL\'s rise minus another policy\'s rise (paired per level; what reading the past adds over retrying alone)', '', '| difference of rises | episode | mean (sd, se) | per seed (± se) |', '|---|---|---|---|');
+    for (const [name, r] of rows.filter(([n]) => n !== ROW.meta && !n.startsWith('oracle'))) {
+      for (let k = 1; k < K; k++) {
+        const per = seeds.map((s) => meanSe(diff(rise(get('meta', s)!.trained, k), rise(r(s), k))));
+        md.push(`| meta-RL − ${name} | 0 → ${k} | ${cell(per)} | ${per.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ')} |`);
+      }
+    }
+  }
   // Where a rise comes from: repeating a solved level, and solving one the previous episode failed.
-  md.push('', '## Episode k after episode k − 1 was solved / failed (pooled over seeds; per seed in brackets)', '', '| policy | episode | solved again after a solve (n) | solved after a failure (n) |', '|---|---|---|---|');
   const after = (r: EvalReport, k: number, prev: 0 | 1) => {
     const xs = rewards(r).filter((e) => (e[k - 1]! > 0 ? 1 : 0) === prev).map((e) => (e[k]! > 0 ? 1 : 0));
     return { solved: xs.reduce((a: number, b) => a + b, 0), n: xs.length };
@@ -165,15 +203,22 @@ async function main(): Promise<void> {
     const n = parts.reduce((a, p) => a + p.n, 0);
     return `${f3(parts.reduce((a, p) => a + p.solved, 0) / n)} (${n}) [${parts.map((p) => f3(p.solved / p.n)).join(', ')}]`;
   };
-  for (const [name, r] of rows) {
+  // Under stopWhenWon only the every-episode evaluation has episodes after a solve.
+  const playedAll: [string, (s: number) => EvalReport][] = stop ? (arms.includes('meta') ? [[EVERY_EPISODE, (s) => ablated.get(s)![EVERY_EPISODE]!]] : []) : rows;
+  if (playedAll.length > 0) md.push('', '## Episode k after episode k − 1 was solved / failed (pooled over seeds; per seed in brackets)', '', '| policy | episode | solved again after a solve (n) | solved after a failure (n) |', '|---|---|---|---|');
+  for (const [name, r] of playedAll) {
     for (let k = 1; k < K; k++) md.push(`| ${name} | ${k} | ${rate(seeds.map((s) => after(r(s), k, 1)))} | ${rate(seeds.map((s) => after(r(s), k, 0)))} |`);
+  }
+  if (stop && arms.includes('meta')) {
+    md.push('', `## ${EVERY_EPISODE} (a solved level is played again, which training never did): solve rate of episode k`, '', '| episode | solve rate (sd, se) |', '|---|---|');
+    for (let k = 0; k < K; k++) md.push(`| ${k} | ${cell(seeds.map((s) => meanSe(solvedAt(ablated.get(s)![EVERY_EPISODE]!, k))))} |`);
   }
   if (ablationRows.length > 0) {
     md.push('', '## Evidence ablation: the same meta-RL weights with parts of the past removed from the prompt (paired per level)', '', '| difference | episode | mean (sd, se) | per seed (± se) |', '|---|---|---|---|');
     for (const name of ablationRows) {
       for (let k = 0; k < K; k++) {
-        const per = seeds.map((s) => meanSe(diff(solvedAt(get('meta', s)!.trained, k), solvedAt(ablated.get(s)![name]!, k))));
-        md.push(`| meta-RL − ${name} | solved in episode ${k} | ${cell(per)} | ${per.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ')} |`);
+        const per = seeds.map((s) => meanSe(diff(measure(get('meta', s)!.trained, k), measure(ablated.get(s)![name]!, k))));
+        md.push(`| meta-RL − ${name} | ${stop ? 'solved by' : 'solved in'} episode ${k} | ${cell(per)} | ${per.map((x) => `${f3(x[0])} ± ${f3(x[1])}`).join(', ')} |`);
       }
     }
   }
