@@ -1,7 +1,8 @@
 /**
  * `agentrl eval` refuses what cannot be right with a message naming the flag (issue 16, item 10):
  * --trials 0 / -4, --episodes 0, an empty --opponents list, --opponents on a task without opponents
- * (the bandit) and unknown opponent names — before any trial is played, exit code 1. Small real
+ * (the bandit), unknown opponent names and a --top-p outside (0, 1] — before any trial is played, exit
+ * code 1; the sampling flags reach the trials. Small real
  * checkpoints are trained once (one step, a tiny model) and the CLI is run as a user runs it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +95,16 @@ describe('agentrl eval: valid flags are honoured', () => {
         expect(rep.opponents[0]!.episodes).toHaveLength(2);
       }
     }
+  });
+
+  it('--temperature, --top-p and --top-k reach the trials (recorded in the report and the table); a bad --top-p names trial.topP', () => {
+    const out = join(dir, 'ok-sampling');
+    const r = agentrl(['eval', '--checkpoint', kuhn, '--trials', '2', '--episodes', '1', '--temperature', '0.7', '--top-p', '0.8', '--top-k', '20', '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(readFileSync(join(out, 'eval-checkpoint.json'), 'utf8')) as { reports: { trialConfig: { temperature: number; topP?: number; topK?: number } }[] };
+    expect(report.reports[0]!.trialConfig).toMatchObject({ temperature: 0.7, topP: 0.8, topK: 20 });
+    expect(readFileSync(join(out, 'eval-checkpoint.md'), 'utf8')).toContain('sampling temperature 0.7, top-p 0.8, top-k 20');
+    refused(['--checkpoint', kuhn, '--trials', '2', '--top-p', '0'], /trial\.topP/);
   });
 
   it('named opponents on kuhn', () => {

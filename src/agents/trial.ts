@@ -47,6 +47,13 @@ export const TrialConfigSchema = z.object({
    */
   remarkActions: z.boolean().default(true),
   temperature: z.number().positive().default(1),
+  /**
+   * Nucleus and top-k sampling (vLLM's top_p / top_k; MAGE validates at temperature 0.7, top_p 0.8,
+   * top_k 20). Unset = off. The behaviour logprob is the truncated distribution's and the kept set is
+   * stored with each token, so training on such samples stays exact.
+   */
+  topP: z.number().gt(0).max(1).optional(),
+  topK: z.number().int().min(0).optional(),
   /** Hold the model to the action/remark tag grammar with token masks (for small models; any tokenizer: with a BPE one the masks follow its encodings of the well-formed answers). */
   constrained: z.boolean().default(true),
   /** Put the env's rules text at the top of every prompt ('none' for tiny built-in models, which learn the game by RL, not by reading). */
@@ -244,7 +251,7 @@ export async function runTrial(env: TextEnv, engine: InferenceEngine, cfgIn: z.i
       info.truncatedPrompts++;
     }
     const completion = await engine.generate(ids, {
-      maxTokens: g.maxTokens, temperature: cfg.temperature, constraint: g.constraint, stopIds: g.stopIds, ...(g.stop.length > 0 ? { stop: g.stop } : {}), signal: opts.signal,
+      maxTokens: g.maxTokens, temperature: cfg.temperature, ...(cfg.topP !== undefined ? { topP: cfg.topP } : {}), ...(cfg.topK !== undefined ? { topK: cfg.topK } : {}), constraint: g.constraint, stopIds: g.stopIds, ...(g.stop.length > 0 ? { stop: g.stop } : {}), signal: opts.signal,
     });
     const seq = emptySeq();
     appendContext(seq, ids, TokenSource.prompt);

@@ -23,6 +23,10 @@ export interface EvalCliOptions {
   seed: number;
   opponents?: string[];
   episodes?: number;
+  /** Sampling overrides of the trial config (temperature, topP, topK); checked by its schema. */
+  temperature?: number;
+  topP?: number;
+  topK?: number;
   /** JSON lines on stdout (start, progress, summary) instead of a progress bar or plain lines and the table. */
   json?: boolean;
 }
@@ -41,7 +45,8 @@ async function evaluateCheckpoint(o: EvalCliOptions, json: boolean): Promise<voi
   if (!(o.trials >= 1)) throw new Error(`--trials must be ≥ 1 (got ${o.trials})`);
   if (o.episodes !== undefined && !(o.episodes >= 1)) throw new Error(`--episodes must be ≥ 1 (got ${o.episodes})`);
   if (o.opponents !== undefined) checkOpponents(run.task, run.envOptions, o.opponents);
-  const trialIn = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}) };
+  const sampling = Object.fromEntries((['temperature', 'topP', 'topK'] as const).filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
+  const trialIn = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}), ...sampling };
   const parsedTrial = TrialConfigSchema.safeParse(trialIn);
   if (!parsedTrial.success) throw new Error(`checkpoint ${o.checkpoint}: invalid evaluation trial settings: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
   const trial = parsedTrial.data;
@@ -65,7 +70,7 @@ async function evaluateCheckpoint(o: EvalCliOptions, json: boolean): Promise<voi
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'eval-checkpoint.json'), JSON.stringify({ checkpoint: o.checkpoint, task: run.task, reports: [policy, random] }, null, 2) + '\n');
   const table = evalTable([policy, random]);
-  writeFileSync(join(out, 'eval-checkpoint.md'), `# Evaluation of ${o.checkpoint}\n\nTask ${run.task}, ${o.trials} trials per opponent, seed ${o.seed}.\n\n${table}\n`);
+  writeFileSync(join(out, 'eval-checkpoint.md'), `# Evaluation of ${o.checkpoint}\n\nTask ${run.task}, ${o.trials} trials per opponent, seed ${o.seed}, sampling temperature ${trial.temperature}${trial.topP !== undefined ? `, top-p ${trial.topP}` : ''}${trial.topK !== undefined ? `, top-k ${trial.topK}` : ''}.\n\n${table}\n`);
   const files = [join(out, 'eval-checkpoint.json'), join(out, 'eval-checkpoint.md')];
   if (json) {
     progress.event({ event: 'summary', checkpoint: o.checkpoint, out, wallSeconds: (performance.now() - t0) / 1000, reports: summary([policy, random]), files });

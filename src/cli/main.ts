@@ -64,8 +64,11 @@ const evalCommand = program
   .option('--seed <n>', 'evaluation seed', int, 0)
   .option('--episodes <n>', 'episodes per trial (default: as trained)', int)
   .option('--opponents <list>', 'comma-separated opponents (default: as trained)')
+  .option('--temperature <x>', 'sampling temperature (default: as trained)', Number)
+  .option('--top-p <x>', 'nucleus sampling, in (0, 1] (default: as trained, normally off)', Number)
+  .option('--top-k <n>', 'keep the k most likely tokens, 0 = off (default: as trained, normally off)', Number)
   .option('--json', 'print JSON lines on stdout (start, one per finished trial, a final summary) instead of a progress bar or plain lines and the table')
-  .action(async (o: { checkpoint?: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string; json?: boolean }) => {
+  .action(async (o: { checkpoint?: string; out?: string; trials: number; seed: number; episodes?: number; opponents?: string; temperature?: number; topP?: number; topK?: number; json?: boolean }) => {
     if (!o.checkpoint) throw new Error("eval: --checkpoint <dir> is required (or evaluate a search agent with 'agentrl eval search')");
     await runEval({ ...o, checkpoint: o.checkpoint, opponents: o.opponents?.split(',').filter(Boolean), json: !!o.json });
   });
