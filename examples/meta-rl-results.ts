@@ -12,6 +12,11 @@
  * and its own tables: success with evaluation se, per opponent × seat × episode, draw rates,
  * invalid-move rates and paired per-trial differences of success and of its rise across episodes.
  *
+ * `--eval-trial key=value …` (with `--eval-label NAME`) re-evaluates the finished runs' checkpoints
+ * with those evaluation trial settings, e.g. MAGE's validation sampling `temperature=0.7 topP=0.8
+ * topK=20`, and writes OUT/meta-rl-<task>[-label]-NAME.*; the untrained row is then left out (its
+ * weights are not kept).
+ *
  * Writes OUT/meta-rl-<task>[-label].{md,json,svg} (default OUT: runs/results; pass --out docs/results
  * to update the committed pages) and keeps every run directory under --runs (default
  * runs/meta-rl-results), where a finished run of the same config is reused.
@@ -23,7 +28,9 @@ import { readConfigFile } from '../src/cli/config-file.ts';
 import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
 import { parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
-import { evaluateScripted, meanSe, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
+import { evaluatePolicy, evaluateScripted, meanSe, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
+import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
+import { formatZodError } from '../src/core/config-errors.ts';
 import { opponentEval as opp, successAt, notLostAt } from '../src/eval/trial-measures.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
@@ -43,16 +50,29 @@ const program = new Command()
   .option('--arms <list>', 'meta,grpo (the configs examples/configs/<task>-meta-rl.yaml and <task>-grpo.yaml)', 'meta,grpo')
   .option('--set <key=value>', 'override applied to every arm (repeatable)', collect, [])
   .option('--label <name>', 'suffix of the output files (e.g. eta2)')
+  .option('--eval-trial <key=value>', 're-evaluate the trained checkpoints with this evaluation trial setting (repeatable; needs --eval-label)', collect, [])
+  .option('--eval-label <name>', 'suffix of the output files of a re-evaluation')
   .option('--quick', 'tiny run for CI (3 steps, 20 evaluation trials)')
   .option('--out <dir>', 'results directory (tables)', 'runs/results')
   .option('--runs <dir>', 'run directories (finished runs of the same config are reused)', 'runs/meta-rl-results')
   .parse();
-const o = program.opts<{ task: string; seeds: string; arms: string; set: string[]; label?: string; quick?: boolean; out: string; runs: string }>();
+const o = program.opts<{ task: string; seeds: string; arms: string; set: string[]; label?: string; evalTrial: string[]; evalLabel?: string; quick?: boolean; out: string; runs: string }>();
 const seeds = o.seeds.split(',').map(Number);
 const arms = o.arms.split(',');
 const CONFIG = { meta: `examples/configs/${o.task}-meta-rl.yaml`, grpo: `examples/configs/${o.task}-grpo.yaml` } as Record<string, string>;
 for (const a of arms) if (!CONFIG[a]) throw new Error(`--arms: unknown arm '${a}' (meta, grpo)`);
 const stem = `meta-rl-${o.task}${o.label ? `-${o.label}` : ''}${o.quick ? '-quick' : ''}`;
+const evalOverrides: Record<string, unknown> = Object.fromEntries(o.evalTrial.map((kv) => {
+  const at = kv.indexOf('=');
+  if (at <= 0) throw new Error(`--eval-trial: expected key=value, got '${kv}'`);
+  const v = kv.slice(at + 1);
+  let value: unknown = v;
+  try { value = JSON.parse(v); } catch { /* a bare string */ }
+  return [kv.slice(0, at), value];
+}));
+const reevaluating = o.evalTrial.length > 0;
+if (reevaluating !== (o.evalLabel !== undefined)) throw new Error('--eval-trial and --eval-label go together: the re-evaluation is written under its own name');
+const outStem = reevaluating ? `${stem}-${o.evalLabel}` : stem;
 
 interface ArmRun {
   arm: string;
@@ -156,21 +176,32 @@ function tttTables(policies: string[], reps: (p: string) => EvalReport[], evalOp
   return out;
 }
 
+/** The run's trained checkpoint evaluated again, on the same trials, with --eval-trial's settings. */
+async function reevaluate(r: ArmRun, trial: ReturnType<typeof TrialConfigSchema.parse>, opponents: string[]): Promise<EvalReport> {
+  const cfg = r.result.config;
+  const { engine } = await loadCheckpointPolicy(join(o.runs, `${stem}-${r.arm}-s${r.seed}`, 'checkpoint'), { whyTokenizer: 'it cannot drive text trials', maxBatch: 128, seed: cfg.eval.seed, checkTask: () => null });
+  console.log(`[${r.arm} seed ${r.seed}] re-evaluating with ${JSON.stringify(evalOverrides)}`);
+  return evaluatePolicy(r.trained.policy, engine, { opponents, trials: cfg.eval.trials, seed: cfg.eval.seed, makeEnv: envFactory(cfg.task, cfg.envOptions), trial });
+}
+
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];
   for (const seed of seeds) for (const arm of arms) runs.push(await runArm(arm, seed));
   const first = runs[0]!.result.config;
-  const evalTrial = TrialConfigSchema.parse({ ...first.trial, ...first.eval.trial });
+  const parsedTrial = TrialConfigSchema.safeParse({ ...first.trial, ...first.eval.trial, ...evalOverrides });
+  if (!parsedTrial.success) throw new Error(`--eval-trial: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
+  const evalTrial = parsedTrial.data;
   const K = evalTrial.episodes;
   const evalOpponents = first.eval.opponents ?? first.opponents.map((x) => x.name);
   const train = first.opponents;
+  if (reevaluating) for (const r of runs) r.trained = await reevaluate(r, evalTrial, evalOpponents);
   // Rows per seed: trained arms, untrained (the meta arm's), random, and for Kuhn the oracles on the same deals.
   const rowsBySeed = new Map<number, Record<string, EvalReport>>();
   for (const seed of seeds) {
     const mine = runs.filter((r) => r.seed === seed);
     const rows: Record<string, EvalReport> = {};
     for (const r of mine) rows[r.arm === 'meta' ? 'meta-rl' : 'grpo-1ep'] = r.trained;
-    rows.untrained = mine[0]!.untrained;
+    if (!reevaluating) rows.untrained = mine[0]!.untrained;
     rows.random = mine[0]!.random;
     if (first.task === 'kuhn') {
       const evalOpts: EvalOptions = { opponents: evalOpponents, trials: first.eval.trials, seed: first.eval.seed, makeEnv: envFactory(first.task, first.envOptions), trial: evalTrial };
@@ -253,12 +284,13 @@ async function main(): Promise<void> {
     ? { nonAdaptiveCeilingChips: nonAdaptiveCeiling(train, 'mixed'), bestResponseChips: Object.fromEntries(evalOpponents.map((n) => [n, bestResponseValue(n, 'mixed')])) }
     : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) }
     : first.task === 'tictactoe' ? { note: 'oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory' } : { note: 'no exact oracle for this task' };
-  const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}`;
+  const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}${o.evalTrial.map((s) => ` --eval-trial ${s}`).join('')}${o.evalLabel ? ` --eval-label ${o.evalLabel}` : ''}`;
   const md = [
     `## ${o.task}${o.label ? ` (${o.label})` : ''}: ${arms.map((a) => CONFIG[a]).join(' vs ')}`,
     '',
     `Reproduce: \`${cmd}\` (seeds ${o.seeds}; ${first.trainer.steps} steps per run; ${first.eval.trials} evaluation trials per opponent, evaluation seed ${first.eval.seed}: every row is played on the same deals).`,
     'Cells: mean episode reward across seeds (sd = spread across seeds, se = evaluation standard error of that mean).',
+    ...(reevaluating ? [`The trained checkpoints are re-evaluated on the same trials with the evaluation trial settings ${JSON.stringify(evalOverrides)}; the untrained row is left out (its weights are not kept), the random player and the oracles do not sample from a model.`] : []),
     '',
     ...lines,
     '',
@@ -274,10 +306,10 @@ async function main(): Promise<void> {
     '',
   ].join('\n');
   mkdirSync(o.out, { recursive: true });
-  writeFileSync(join(o.out, `${stem}.md`), md);
-  writeFileSync(join(o.out, `${stem}.json`), JSON.stringify({ command: cmd, seeds, arms, oracles, mixture: mixTable, runs: runs.map((r) => ({ arm: r.arm, seed: r.seed, wallSeconds: r.result.wallSeconds })), rows: Object.fromEntries(seeds.map((s) => [s, rowsBySeed.get(s)])) }) + '\n');
+  writeFileSync(join(o.out, `${outStem}.md`), md);
+  writeFileSync(join(o.out, `${outStem}.json`), JSON.stringify({ command: cmd, seeds, arms, ...(reevaluating ? { evalTrial: evalOverrides } : {}), oracles, mixture: mixTable, runs: runs.map((r) => ({ arm: r.arm, seed: r.seed, wallSeconds: r.result.wallSeconds })), rows: Object.fromEntries(seeds.map((s) => [s, rowsBySeed.get(s)])) }) + '\n');
   const firstOpp = evalOpponents[0]!;
-  writeFileSync(join(o.out, `${stem}.svg`), lineChartSvg(`${o.task}: reward by episode (${mixLines.length ? 'training mixture' : firstOpp})`, 'episode index', 'mean reward', policies.map((p) => {
+  writeFileSync(join(o.out, `${outStem}.svg`), lineChartSvg(`${o.task}: reward by episode (${mixLines.length ? 'training mixture' : firstOpp})`, 'episode index', 'mean reward', policies.map((p) => {
     const cs = mixTable[p] ?? Array.from({ length: K }, (_, k) => { const eps = reps(p).map((r) => opp(r, firstOpp).episodes[k]!); return across(eps.map((e) => e.meanReturn), eps.map((e) => e.seReturn)); });
     return { name: p, values: cs.map((c) => c.mean), errors: cs.map((c) => c.se) };
   })));
