@@ -4,7 +4,8 @@
  * the BFS-optimal oracle, all on the same unseen generated levels. Each arm is an `agentrl train`
  * run of its config with the seed overridden.
  *
- *   node --import tsx examples/sokoban-results.ts [--seeds 0,1,2] [--arms meta,grpo] [--set key=value …] [--label NAME] [--out DIR]
+ *   node --import tsx examples/sokoban-results.ts [--seeds 0,1,2] [--arms meta,grpo] [--set key=value …]
+ *        [--meta-set key=value …] [--grpo-set key=value …] [--label NAME] [--out DIR]
  *
  * Writes OUT/meta-rl-sokoban[-label].{md,json} (default OUT runs/sokoban) and keeps the run
  * directories under --runs (default runs/sokoban/runs), where a finished run of the same config is reused.
@@ -34,11 +35,14 @@ const program = new Command()
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '0,1,2')
   .option('--arms <list>', 'meta,grpo', 'meta,grpo')
   .option('--set <key=value>', 'override applied to every arm (repeatable)', (v: string, p: string[]) => [...p, v], [])
+  .option('--meta-set <key=value>', 'override applied to the meta-RL arm only (repeatable)', (v: string, p: string[]) => [...p, v], [])
+  .option('--grpo-set <key=value>', 'override applied to the GRPO arm only (repeatable)', (v: string, p: string[]) => [...p, v], [])
   .option('--label <name>', 'suffix of the output files')
   .option('--out <dir>', 'results directory', 'runs/sokoban')
   .option('--runs <dir>', 'run directories (finished runs of the same config are reused)', 'runs/sokoban/runs')
   .parse();
-const o = program.opts<{ seeds: string; arms: string; set: string[]; label?: string; out: string; runs: string }>();
+const o = program.opts<{ seeds: string; arms: string; set: string[]; metaSet: string[]; grpoSet: string[]; label?: string; out: string; runs: string }>();
+const ARM_SETS: Record<string, string[]> = { meta: o.metaSet, grpo: o.grpoSet };
 const seeds = o.seeds.split(',').map(Number);
 const CONFIG: Record<string, string> = { meta: 'examples/configs/sokoban-meta-rl.yaml', grpo: 'examples/configs/sokoban-grpo.yaml' };
 const arms = o.arms.split(',');
@@ -50,7 +54,7 @@ interface ArmRun { arm: string; seed: number; result: TrainRunResult; command: s
 
 async function runArm(arm: string, seed: number): Promise<ArmRun> {
   const run = await runOrReuse({
-    label: `${arm} seed ${seed}`, config: CONFIG[arm]!, sets: [`seed=${seed}`, ...o.set], out: join(o.runs, `${stem}-${arm}-s${seed}`),
+    label: `${arm} seed ${seed}`, config: CONFIG[arm]!, sets: [`seed=${seed}`, ...o.set, ...ARM_SETS[arm]!], out: join(o.runs, `${stem}-${arm}-s${seed}`),
     every: 10, progress: (m) => `win rate by episode ${m.winRate.map((x) => x.toFixed(2)).join('/')} (${m.seconds.toFixed(1)} s)`,
   });
   return { arm, seed, ...run };
