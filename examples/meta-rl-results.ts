@@ -26,18 +26,17 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { readConfigFile } from '../src/cli/config-file.ts';
 import { loadFinishedRun, trainRun, type TrainRunResult } from '../src/run/run.ts';
-import { parseRunConfig } from '../src/run/run-config.ts';
+import { applyOverrides, evalTrialConfig, parseRunConfig } from '../src/run/run-config.ts';
 import { canonicalJson } from '../src/engine/checkpoint.ts';
 import { evaluatePolicy, evaluateScripted, meanSe, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
 import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
-import { formatZodError } from '../src/core/config-errors.ts';
 import { opponentEval as opp, successAt, notLostAt } from '../src/eval/trial-measures.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
-import { TrialConfigSchema } from '../src/agents/trial.ts';
+import type { TrialConfig } from '../src/agents/trial.ts';
 import { lineChartSvg } from '../src/eval/plot.ts';
 import { acrossSeeds, f3 } from './seed-stats.ts';
 
@@ -62,14 +61,8 @@ const arms = o.arms.split(',');
 const CONFIG = { meta: `examples/configs/${o.task}-meta-rl.yaml`, grpo: `examples/configs/${o.task}-grpo.yaml` } as Record<string, string>;
 for (const a of arms) if (!CONFIG[a]) throw new Error(`--arms: unknown arm '${a}' (meta, grpo)`);
 const stem = `meta-rl-${o.task}${o.label ? `-${o.label}` : ''}${o.quick ? '-quick' : ''}`;
-const evalOverrides: Record<string, unknown> = Object.fromEntries(o.evalTrial.map((kv) => {
-  const at = kv.indexOf('=');
-  if (at <= 0) throw new Error(`--eval-trial: expected key=value, got '${kv}'`);
-  const v = kv.slice(at + 1);
-  let value: unknown = v;
-  try { value = JSON.parse(v); } catch { /* a bare string */ }
-  return [kv.slice(0, at), value];
-}));
+// key=value pairs parsed as `--set` parses them.
+const evalOverrides = applyOverrides({}, o.evalTrial, '--eval-trial');
 const reevaluating = o.evalTrial.length > 0;
 if (reevaluating !== (o.evalLabel !== undefined)) throw new Error('--eval-trial and --eval-label go together: the re-evaluation is written under its own name');
 const outStem = reevaluating ? `${stem}-${o.evalLabel}` : stem;
@@ -177,7 +170,7 @@ function tttTables(policies: string[], reps: (p: string) => EvalReport[], evalOp
 }
 
 /** The run's trained checkpoint evaluated again, on the same trials, with --eval-trial's settings. */
-async function reevaluate(r: ArmRun, trial: ReturnType<typeof TrialConfigSchema.parse>, opponents: string[]): Promise<EvalReport> {
+async function reevaluate(r: ArmRun, trial: TrialConfig, opponents: string[]): Promise<EvalReport> {
   const cfg = r.result.config;
   const { engine } = await loadCheckpointPolicy(join(o.runs, `${stem}-${r.arm}-s${r.seed}`, 'checkpoint'), { whyTokenizer: 'it cannot drive text trials', maxBatch: 128, seed: cfg.eval.seed, checkTask: () => null });
   console.log(`[${r.arm} seed ${r.seed}] re-evaluating with ${JSON.stringify(evalOverrides)}`);
@@ -188,9 +181,7 @@ async function main(): Promise<void> {
   const runs: ArmRun[] = [];
   for (const seed of seeds) for (const arm of arms) runs.push(await runArm(arm, seed));
   const first = runs[0]!.result.config;
-  const parsedTrial = TrialConfigSchema.safeParse({ ...first.trial, ...first.eval.trial, ...evalOverrides });
-  if (!parsedTrial.success) throw new Error(`--eval-trial: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
-  const evalTrial = parsedTrial.data;
+  const evalTrial = evalTrialConfig(first, evalOverrides, '--eval-trial');
   const K = evalTrial.episodes;
   const evalOpponents = first.eval.opponents ?? first.opponents.map((x) => x.name);
   const train = first.opponents;

@@ -22,11 +22,10 @@ import { readConfigFile } from '../src/cli/config-file.ts';
 import { trainPopulationRun } from '../src/run/population-run.ts';
 import { evaluateRandom, evaluateScripted, reviveEvalReports, type EvalOptions, type EvalReport } from '../src/eval/trials.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
-import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { readMetricsRows } from '../src/eval/run-plots.ts';
-import type { RunConfig } from '../src/run/run-config.ts';
+import { evalTrialConfig, type RunConfig } from '../src/run/run-config.ts';
 import { ARM_NAMES, kuhnTables, tttTables, type Arm, type PopulationEvals, type TaskTables, type TrainingCounts } from './population-tables.ts';
 
 function collect(v: string, prev: string[]): string[] {
@@ -108,7 +107,7 @@ async function main(): Promise<void> {
   const cfg = runs.get(`league/${seeds[0]}`)!.config;
   const task = TASKS[cfg.task];
   if (!task) throw new Error(`population-results: no tables for task '${cfg.task}' (supported: ${Object.keys(TASKS).join(', ')})`);
-  const evalTrial = TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial });
+  const evalTrial = evalTrialConfig(cfg);
   const opponents = cfg.eval.opponents ?? cfg.opponents.map((x) => x.name);
   const evalOpts: EvalOptions = { opponents, trials: cfg.eval.trials, seed: cfg.eval.seed, makeEnv: envFactory(cfg.task, cfg.envOptions), trial: evalTrial };
   // Scripted rows on the same trials (the evaluation seed is the same for every seed's runs).

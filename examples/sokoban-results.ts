@@ -22,10 +22,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import type { TrainRunResult } from '../src/run/run.ts';
-import type { RunConfig } from '../src/run/run-config.ts';
+import { evalTrialConfig, type RunConfig } from '../src/run/run-config.ts';
 import { evalSeed, evaluatePolicy, evaluateScripted, meanSe, type EvalReport } from '../src/eval/trials.ts';
 import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
-import { TrialConfigSchema } from '../src/agents/trial.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import { SokobanEnv, SOKOBAN_REWARDS } from '../src/envs/sokoban.ts';
 import { solveSokoban } from '../src/envs/sokoban-solver.ts';
@@ -62,7 +61,7 @@ async function runArm(arm: string, seed: number): Promise<ArmRun> {
 
 /** The BFS-optimal player: the first move of an optimal solution from the current position. */
 function oracleReport(cfg: RunConfig): EvalReport {
-  const trial = TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial });
+  const trial = evalTrialConfig(cfg);
   return evaluateScripted('bfs-optimal', (env) => {
     const s = env as SokobanEnv;
     const sol = solveSokoban(s.level, s.position);
@@ -83,7 +82,7 @@ async function ablations(run: ArmRun): Promise<Record<string, EvalReport>> {
     whyTokenizer: 'it cannot drive text trials', maxBatch: 128, seed: cfg0(run).eval.seed, checkTask: () => null,
   });
   const base = { opponents: ['none'], trials: cfg.eval.trials, seed: cfg.eval.seed, makeEnv: envFactory(cfg.task, cfg.envOptions) };
-  const trial = (over: Record<string, unknown>) => TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial, ...over });
+  const trial = (over: Record<string, unknown>) => evalTrialConfig(cfg, over);
   return {
     'meta-RL without `tried`': await evaluatePolicy('no-tried', engine, { ...base, trial: trial({ triedActions: false }) }),
     'meta-RL with no past (contextMode none)': await evaluatePolicy('no-past', engine, { ...base, trial: trial({ contextMode: 'none' }) }),
@@ -100,16 +99,14 @@ const solvedAt = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps[k]! 
 const solvedBy = (r: EvalReport, k: number) => rewards(r).map((eps) => (eps.slice(0, k + 1).some((x) => x > 0) ? 1 : 0));
 /** Trials that played episode k (under stopWhenWon: every earlier episode failed). */
 const reached = (r: EvalReport, k: number) => rewards(r).filter((eps) => eps.length > k);
-const stopsWhenWon = (c: RunConfig) => TrialConfigSchema.parse({ ...c.trial, ...c.eval.trial }).stopWhenWon;
 
 async function main(): Promise<void> {
   const runs: ArmRun[] = [];
   for (const seed of seeds) for (const arm of arms) runs.push(await runArm(arm, seed));
   const cfg = runs[0]!.result.config;
   if ((cfg.envOptions as { boxes?: number }).boxes !== 1) throw new Error('sokoban-results reads solved/moves from returns, which needs one box per level (envOptions.boxes: 1)');
-  const K = TrialConfigSchema.parse({ ...cfg.trial, ...cfg.eval.trial }).episodes;
-  const stop = stopsWhenWon(cfg);
-  for (const r of runs) if (stopsWhenWon(r.result.config) !== stop) throw new Error(`sokoban-results: ${r.arm} seed ${r.seed} is evaluated with stopWhenWon ${!stop}, ${runs[0]!.arm} seed ${runs[0]!.seed} with ${stop}; every arm needs the same protocol`);
+  const { episodes: K, stopWhenWon: stop } = evalTrialConfig(cfg);
+  for (const r of runs) if (evalTrialConfig(r.result.config).stopWhenWon !== stop) throw new Error(`sokoban-results: ${r.arm} seed ${r.seed} is evaluated with stopWhenWon ${!stop}, ${runs[0]!.arm} seed ${runs[0]!.seed} with ${stop}; every arm needs the same protocol`);
   // The headline measure: per-episode solves when every episode is played, success by episode k when a solved trial stops.
   const measure = stop ? solvedBy : solvedAt;
   const oracle = oracleReport(cfg); // deterministic: the same for every seed

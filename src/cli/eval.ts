@@ -9,11 +9,9 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { envFactory } from '../train/meta-setup.ts';
 import { evaluatePolicy, evaluateRandom, evalTable, type EvalReport } from '../eval/trials.ts';
-import { TRIAL_TASKS } from '../run/run-config.ts';
+import { evalTrialConfig, TRIAL_TASKS } from '../run/run-config.ts';
 import { loadCheckpointPolicy } from './checkpoint-policy.ts';
 import { listOpponents } from '../envs/registry.ts';
-import { TrialConfigSchema } from '../agents/trial.ts';
-import { formatZodError } from '../core/config-errors.ts';
 import { Progress, progressMode, withStdoutForJson } from './progress.ts';
 
 export interface EvalCliOptions {
@@ -46,10 +44,7 @@ async function evaluateCheckpoint(o: EvalCliOptions, json: boolean): Promise<voi
   if (o.episodes !== undefined && !(o.episodes >= 1)) throw new Error(`--episodes must be ≥ 1 (got ${o.episodes})`);
   if (o.opponents !== undefined) checkOpponents(run.task, run.envOptions, o.opponents);
   const sampling = Object.fromEntries((['temperature', 'topP', 'topK'] as const).filter((k) => o[k] !== undefined).map((k) => [k, o[k]]));
-  const trialIn = { ...run.trial, ...run.eval.trial, ...(o.episodes !== undefined ? { episodes: o.episodes } : {}), ...sampling };
-  const parsedTrial = TrialConfigSchema.safeParse(trialIn);
-  if (!parsedTrial.success) throw new Error(`checkpoint ${o.checkpoint}: invalid evaluation trial settings: ${formatZodError(parsedTrial.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
-  const trial = parsedTrial.data;
+  const trial = evalTrialConfig(run, { ...(o.episodes !== undefined ? { episodes: o.episodes } : {}), ...sampling }, `checkpoint ${o.checkpoint}: invalid evaluation trial settings`);
   const evalOpts = { opponents: o.opponents ?? run.eval.opponents ?? run.opponents.map((x) => x.name), trials: o.trials, seed: o.seed, makeEnv: envFactory(run.task, run.envOptions), trial };
   const out = o.out ?? join(o.checkpoint, '..');
   const name = `checkpoint@${step}`;

@@ -11,10 +11,10 @@
  * reads everything from the checkpoint).
  */
 import { z } from 'zod';
-import { closestKey, formatZodIssues, schemaKeysAt } from '../core/config-errors.ts';
+import { closestKey, formatZodError, formatZodIssues, schemaKeysAt } from '../core/config-errors.ts';
 import { ModelConfigSchema } from '../engine/model.ts';
 import { LoraConfigSchema } from '../train/lora.ts';
-import { TrialConfigSchema } from '../agents/trial.ts';
+import { TrialConfigSchema, type TrialConfig } from '../agents/trial.ts';
 import { ToyToolAgentConfigSchema } from '../agents/toy-tool-agent.ts';
 import { TrainerConfigSchema } from '../train/trainer.ts';
 import { OpponentWeightSchema } from '../train/trial-source.ts';
@@ -201,6 +201,16 @@ function numbersIn(x: unknown, path: (string | number)[] = []): [(string | numbe
 }
 export type RunConfigInput = z.input<typeof RunConfigSchema>;
 
+/**
+ * The trial settings evaluation plays: the training trial with `eval.trial` on top, then `over`
+ * (e.g. a re-evaluation's sampling). A bad value throws, naming its `trial.` field after `context`.
+ */
+export function evalTrialConfig(cfg: Pick<RunConfig, 'trial' | 'eval'>, over: Record<string, unknown> = {}, context = 'invalid evaluation trial settings'): TrialConfig {
+  const parsed = TrialConfigSchema.safeParse({ ...cfg.trial, ...cfg.eval.trial, ...over });
+  if (!parsed.success) throw new Error(`${context}: ${formatZodError(parsed.error, { schema: TrialConfigSchema, prefix: 'trial' })}`);
+  return parsed.data;
+}
+
 /** Parse a run config; the error names every bad field by its path (e.g. `trainer.loss.kind`). */
 export function parseRunConfig(input: unknown): RunConfig {
   const r = RunConfigSchema.safeParse(input);
@@ -228,13 +238,14 @@ export function withModelPath(raw: Record<string, unknown>, path: string): Recor
 
 /**
  * Apply `--set key=value` overrides to a raw config object: dotted paths, values parsed as JSON when
- * they parse (numbers, booleans, arrays, objects), else kept as strings.
+ * they parse (numbers, booleans, arrays, objects), else kept as strings. `flag` names the option in
+ * errors (another command's key=value option, e.g. meta-rl-results' `--eval-trial`, parses the same way).
  */
-export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[]): Record<string, unknown> {
+export function applyOverrides(raw: Record<string, unknown>, sets: readonly string[], flag = '--set'): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const s of sets) {
     const eq = s.indexOf('=');
-    if (eq <= 0) throw new Error(`--set ${s}: expected key=value, e.g. --set trainer.steps=10`);
+    if (eq <= 0) throw new Error(`${flag} ${s}: expected key=value, e.g. ${flag === '--set' ? '--set trainer.steps=10' : `${flag} temperature=0.7`}`);
     const path = s.slice(0, eq).split('.');
     const text = s.slice(eq + 1);
     let value: unknown;
@@ -247,7 +258,7 @@ export function applyOverrides(raw: Record<string, unknown>, sets: readonly stri
     for (const key of path.slice(0, -1)) {
       const next = node[key];
       if (next === undefined) node[key] = {};
-      else if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new Error(`--set ${s}: '${key}' is not a section`);
+      else if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new Error(`${flag} ${s}: '${key}' is not a section`);
       node = node[key] as Record<string, unknown>;
     }
     node[path[path.length - 1]!] = value;
