@@ -9,7 +9,7 @@ import { mulberry32 } from '../src/envs/rng.ts';
 import { CARD_NAMES, DEALS, DECISION_HISTORIES, type KuhnCard, type KuhnSeat, type KuhnView } from '../src/envs/kuhn-game.ts';
 import type { InferenceEngine, SampledCompletion } from '../src/engine/types.ts';
 import {
-  KuhnSnapshotOpponent, kuhnSnapshotPrompt, loadPopulation, planExploit, perturbHyper, pfspPriority, Population,
+  KuhnSnapshotOpponent, kuhnSnapshotAdapter, kuhnSnapshotPrompt, loadPopulation, planExploit, perturbHyper, pfspPriority, Population,
   poolWeights, renderKuhnObservation, savePopulation, setLearningRate, WinRateTable, HyperSpaceSchema,
   type Hyper, type PopulationConfigInput,
 } from '../src/train/population.ts';
@@ -101,6 +101,25 @@ describe('Kuhn snapshot opponent', () => {
       }
     }
     expect(seen).toBeGreaterThan(30);
+  });
+
+  it("top-k 1 makes P(BET) 0 or 1 (the agent's argmax), and the league adapter passes the trial's top-k / top-p on", () => {
+    const pop = Population.create(tinyConfig({ size: 1 }), { backend });
+    const model = pop.members[0]!.trainer.model;
+    const warm = new KuhnSnapshotOpponent('m0@0', model, pop.tokenizer, { prompt: pop.cfg.meta.trial, rulesText: '' });
+    const greedy = kuhnSnapshotAdapter({}, { ...pop.cfg.meta.trial, topK: 1 }).makeOpponent({ name: 'm0@0', model, tokenizer: pop.tokenizer }) as KuhnSnapshotOpponent;
+    let checked = 0;
+    for (const history of DECISION_HISTORIES) {
+      for (const card of [0, 1, 2] as KuhnCard[]) {
+        const view: KuhnView = { card, history, seat: (history.length % 2) as KuhnSeat };
+        const p = warm.betProbability(view);
+        expect(p).not.toBe(0.5);
+        expect(greedy.betProbability(view)).toBe(p > 0.5 ? 1 : 0);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(6);
+    expect(() => new KuhnSnapshotOpponent('x', model, pop.tokenizer, { prompt: pop.cfg.meta.trial, rulesText: '', topP: 1.5 })).toThrow(/topP must be in/);
   });
 
   it('P(BET) is the tempered PASS/BET softmax after "<action>", action draws are deterministic given the rng', () => {

@@ -4,7 +4,7 @@
  * non-finite logits are an error rather than a silent draw.
  */
 import { describe, expect, it } from 'vitest';
-import { sampleToken } from '../src/engine/sampling.ts';
+import { sampleToken, samplingDistribution } from '../src/engine/sampling.ts';
 import { Rng } from '../src/core/rng.ts';
 
 const V = 8;
@@ -88,5 +88,35 @@ describe('sampleToken', () => {
 
   it('a constraint that allows no token is an error', () => {
     expect(() => sampleToken(LOGITS, V, { temperature: 1, topK: 0, topP: 1, mask: new Uint8Array(V) }, new Rng(6), scratch)).toThrow(/allows no token/);
+  });
+});
+
+describe('samplingDistribution', () => {
+  it('is the distribution sampleToken draws from: the same kept set and exp(logprob) for every token it returns', () => {
+    const scratch = new Float64Array(V);
+    const rng = new Rng(7);
+    for (const o of [{ temperature: 1, topK: 0, topP: 1 }, { temperature: 0.7, topK: 3, topP: 1 }, { temperature: 0.7, topK: 0, topP: 0.8 }, { temperature: 1.3, topK: 5, topP: 0.6 }, { temperature: 1, topK: 1, topP: 1 }]) {
+      const p = samplingDistribution(LOGITS, o);
+      expect(p.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 12);
+      for (let i = 0; i < 200; i++) {
+        const s = sampleToken(LOGITS, V, { ...o, mask: null }, rng, scratch);
+        expect(Math.exp(s.logprob)).toBeCloseTo(p[s.id]!, 6);
+        // The kept set is where the distribution is positive (null: nothing was cut).
+        const kept = s.mask ? ones(s.mask) : [...Array(V).keys()];
+        expect(kept).toEqual([...p].flatMap((x, v) => (x > 0 ? [v] : [])));
+      }
+    }
+    // Hand values: top-k 2 at T = 1 keeps tokens 5 and 1 (logits 3 and 2).
+    const two = samplingDistribution(LOGITS, { temperature: 1, topK: 2, topP: 1 });
+    expect(two[5]).toBeCloseTo(1 / (1 + Math.exp(-1)), 12);
+    expect(two[1]).toBeCloseTo(1 / (1 + Math.exp(1)), 12);
+    // A tie at the cut goes to the lower index, as in sampleToken.
+    expect([...samplingDistribution([1, 1, 0], { temperature: 1, topK: 1, topP: 1 })]).toEqual([1, 0, 0]);
+  });
+
+  it('refuses bad input', () => {
+    expect(() => samplingDistribution([], { temperature: 1, topK: 0, topP: 1 })).toThrow(/no logits/);
+    expect(() => samplingDistribution([0, NaN], { temperature: 1, topK: 0, topP: 1 })).toThrow(/non-finite/);
+    expect(() => samplingDistribution([0, 1], { temperature: 0, topK: 0, topP: 1 })).toThrow(/temperature must be > 0/);
   });
 });

@@ -43,9 +43,9 @@ const model = pop.members[0]!.trainer.model;
 const tok = pop.tokenizer;
 const unk = tok.tokenId('<unk>')!;
 
-function snapshot(trial: Partial<TrialConfig> = {}, temperature = 1): TttSnapshotOpponent {
+function snapshot(trial: Partial<TrialConfig> = {}, temperature = 1, truncate: { topK?: number; topP?: number } = {}): TttSnapshotOpponent {
   const cfg = TrialConfigSchema.parse({ ...TRIAL, ...trial });
-  return new TttSnapshotOpponent('m0@1', model, tok, { prompt: cfg, rulesText: new TicTacToeEnv({ ...ENV_OPTIONS }).rules(), temperature });
+  return new TttSnapshotOpponent('m0@1', model, tok, { prompt: cfg, rulesText: new TicTacToeEnv({ ...ENV_OPTIONS }).rules(), temperature, ...truncate });
 }
 
 /** A state from placements in order. */
@@ -208,6 +208,28 @@ describe('tic-tac-toe snapshot opponent: how it moves', () => {
       }
     }
     expect(differs).toBe(states.length);
+  });
+
+  it("honours the agent's top-k / top-p: the hand softmax cut to its most likely cells and renormalised", () => {
+    for (const s of states.slice(0, 3)) {
+      const hand = handSoftmax(model, snapshot().inputIds(s), s.board, 0.7);
+      const order = [...hand.keys()].filter((c) => hand[c]! > 0).sort((a, b) => hand[b]! - hand[a]!);
+      // top-k 1: all mass on the most likely empty cell.
+      const greedy = Array.from(snapshot({}, 0.7, { topK: 1 }).cellProbabilities(s));
+      expect(greedy[order[0]!]).toBe(1);
+      expect(greedy.filter((v) => v > 0)).toHaveLength(1);
+      // top-k 3 with top-p 0.999 (nothing more cut by top-p unless 3 cells hold that mass): the 3 best, renormalised.
+      const three = Array.from(snapshot({}, 0.7, { topK: 3, topP: 0.999 }).cellProbabilities(s));
+      const mass = order.slice(0, 3).reduce((a, c) => a + hand[c]!, 0);
+      for (const c of order.slice(0, 3)) expect(three[c]).toBeCloseTo(hand[c]! / mass, 6);
+      for (const c of order.slice(3)) expect(three[c]).toBe(0);
+    }
+    expect(() => snapshot({}, 1, { topK: 1.5 })).toThrow(/topK must be an integer/);
+    expect(() => snapshot({}, 1, { topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
+    // The league adapter passes the trial's settings on.
+    const a = tttSnapshotAdapter({ ...ENV_OPTIONS }, TrialConfigSchema.parse({ ...TRIAL, topK: 1 }));
+    const opp = a.makeOpponent({ name: 'm0@3', model, tokenizer: tok }) as TttSnapshotOpponent;
+    for (const s of states.slice(0, 3)) expect(Math.max(...opp.cellProbabilities(s))).toBe(1);
   });
 
   it('draws one rng number per move (inverse CDF over cells 0..8), never a taken cell, and memoises per position', () => {

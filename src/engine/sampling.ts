@@ -117,6 +117,36 @@ function drawAmong(p: Float64Array, order: readonly number[], sum: number, rng: 
   return last; // rounding: fall back to the last kept token with non-zero probability
 }
 
+/** Temperature and truncation of a sampling distribution (top-k 0 and top-p 1 are off). */
+export type SamplingShape = Pick<TokenSamplingOptions, 'temperature' | 'topK' | 'topP'>;
+
+/**
+ * The distribution sampleToken draws from when exactly these logits are allowed, as probabilities
+ * (0 outside the top-k / top-p set). Pass the allowed logits in token-id order: ties at the top-k /
+ * top-p cut go to the lower index, as in sampleToken. For players that sample a few legal words
+ * themselves (frozen snapshot opponents), so that they honour the same settings as the agent.
+ */
+export function samplingDistribution(logits: ArrayLike<number>, o: SamplingShape): Float64Array {
+  const n = logits.length;
+  if (n === 0) throw new Error('samplingDistribution: no logits');
+  if (!(o.temperature > 0)) throw new Error(`samplingDistribution: temperature must be > 0, got ${o.temperature}`);
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(logits[i]!)) throw new Error(`samplingDistribution: non-finite logit ${logits[i]} at ${i}`);
+    max = Math.max(max, logits[i]! / o.temperature);
+  }
+  const p = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += p[i] = Math.exp(logits[i]! / o.temperature - max);
+  const kept = o.topK > 0 || o.topP < 1 ? keptSet(p, n, null, sum, o.topK, o.topP) : null;
+  if (kept) {
+    sum = 0;
+    for (let i = 0; i < n; i++) if (kept.mask[i] === 0) p[i] = 0; else sum += p[i]!;
+  }
+  for (let i = 0; i < n; i++) p[i] = p[i]! / sum;
+  return p;
+}
+
 /** The log-softmax of one row of logits, in float64 (for comparing whole next-token distributions). */
 export function logSoftmaxF64(logits: ArrayLike<number>): Float64Array {
   let m = -Infinity;

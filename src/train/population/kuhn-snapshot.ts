@@ -20,6 +20,7 @@
  */
 import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
+import { samplingDistribution, type SamplingShape } from '../../engine/sampling.ts';
 import { tokenIds } from '../../agents/constraints.ts';
 import { playPrompt, type PlayPromptConfig, type TrialConfig } from '../../agents/trial.ts';
 import { infoSetToken } from '../../envs/kuhn.ts';
@@ -64,11 +65,23 @@ export function snapshotInputIds(promptIds: number[], contextLength: number, ope
   return [...(promptIds.length > room ? promptIds.slice(promptIds.length - room) : promptIds), openId];
 }
 
+/** The sampling settings of a snapshot opponent, checked (they come from the trial config). */
+export function snapshotSamplingShape(who: string, o: { temperature?: number; topK?: number; topP?: number }): SamplingShape {
+  const shape = { temperature: o.temperature ?? 1, topK: o.topK ?? 0, topP: o.topP ?? 1 };
+  if (!(shape.temperature > 0)) throw new Error(`${who}: temperature must be > 0, got ${shape.temperature}`);
+  if (!Number.isInteger(shape.topK) || shape.topK < 0) throw new Error(`${who}: topK must be an integer ≥ 0 (0 = off), got ${shape.topK}`);
+  if (!(shape.topP > 0 && shape.topP <= 1)) throw new Error(`${who}: topP must be in (0, 1] (1 = off), got ${shape.topP}`);
+  return shape;
+}
+
 export interface KuhnSnapshotOptions {
   prompt: SnapshotPromptConfig;
   rulesText: string;
   /** Sampling temperature of the action word (the agent's trial temperature). Default 1. */
   temperature?: number;
+  /** The agent's trial top-k / top-p (vLLM's top_k / top_p), applied to PASS / BET. Default off. */
+  topK?: number;
+  topP?: number;
   /** The env's observation mode the snapshot was trained on (default 'text'). */
   observation?: 'text' | 'token';
 }
@@ -79,13 +92,12 @@ export class KuhnSnapshotOpponent implements KuhnOpponent {
   private readonly openId: number;
   private readonly passId: number;
   private readonly betId: number;
-  private readonly temperature: number;
+  private readonly shape: SamplingShape;
 
   /** `model` must hold the frozen weights and must not be trained or shared with an engine. */
   constructor(readonly name: string, readonly model: Transformer, readonly tokenizer: Tokenizer, private readonly opts: KuhnSnapshotOptions) {
     [this.openId, this.passId, this.betId] = tokenIds(tokenizer, ['<action>', 'PASS', 'BET']) as [number, number, number];
-    this.temperature = opts.temperature ?? 1;
-    if (!(this.temperature > 0)) throw new Error(`KuhnSnapshotOpponent: temperature must be > 0, got ${this.temperature}`);
+    this.shape = snapshotSamplingShape('KuhnSnapshotOpponent', opts);
     this.cache = model.newKVCache(1);
   }
 
@@ -104,8 +116,10 @@ export class KuhnSnapshotOpponent implements KuhnOpponent {
     let p = this.probs.get(key);
     if (p === undefined) {
       const logits = this.model.prefill(this.cache, 0, this.inputIds(view));
-      const d = (logits[this.betId]! - logits[this.passId]!) / this.temperature;
-      p = 1 / (1 + Math.exp(-d));
+      // In token-id order, so that a top-k / top-p tie breaks as in the agent's sampler.
+      const betFirst = this.betId < this.passId;
+      const q = samplingDistribution(betFirst ? [logits[this.betId]!, logits[this.passId]!] : [logits[this.passId]!, logits[this.betId]!], this.shape);
+      p = betFirst ? q[0]! : q[1]!;
       this.probs.set(key, p);
     }
     return p;

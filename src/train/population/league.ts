@@ -64,7 +64,7 @@ export function kuhnSnapshotAdapter(envOptions: Record<string, unknown>, trial: 
   const opts = parsed.data;
   const rulesText = new KuhnEnv(opts).rules();
   return {
-    makeOpponent: (f) => new KuhnSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, observation: opts.observation }),
+    makeOpponent: (f) => new KuhnSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, topK: trial.topK, topP: trial.topP, observation: opts.observation }),
     makeEnv: (opponent) => new KuhnEnv({ ...opts, opponent: opponent as KuhnSnapshotOpponent }),
   };
 }
@@ -79,7 +79,7 @@ export function tttSnapshotAdapter(envOptions: Record<string, unknown>, trial: T
   }
   const rulesText = new TicTacToeEnv(opts).rules();
   return {
-    makeOpponent: (f) => new TttSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, observation: opts.observation }),
+    makeOpponent: (f) => new TttSnapshotOpponent(f.name, f.model, f.tokenizer, { prompt: trial, rulesText, temperature: trial.temperature, topK: trial.topK, topP: trial.topP, observation: opts.observation }),
     makeEnv: (opponent) => new TicTacToeEnv({ ...opts, opponent: opponent as TttSnapshotOpponent }),
   };
 }

@@ -25,12 +25,13 @@
  */
 import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
+import { samplingDistribution, type SamplingShape } from '../../engine/sampling.ts';
 import { tokenIds } from '../../agents/constraints.ts';
 import { playPrompt } from '../../agents/trial.ts';
 import { cellWord, renderBoardTokens } from '../../envs/tictactoe.ts';
 import { EMPTY_BOARD, boardKey, cellToAction, emptyCells, isOver, play, type Board } from '../../envs/ttt-game.ts';
 import type { TttOpponent, TttState } from '../../envs/ttt-opponents.ts';
-import { snapshotInputIds, type SnapshotPromptConfig } from './kuhn-snapshot.ts';
+import { snapshotInputIds, snapshotSamplingShape, type SnapshotPromptConfig } from './kuhn-snapshot.ts';
 
 
 /** The snapshot's own moves this game before `state`, each with the observation it moved from (as runTrial records them). */
@@ -67,6 +68,9 @@ export interface TttSnapshotOptions {
   rulesText: string;
   /** Sampling temperature of the move word (the agent's trial temperature). Default 1. */
   temperature?: number;
+  /** The agent's trial top-k / top-p (vLLM's top_k / top_p), applied to the legal cells. Default off. */
+  topK?: number;
+  topP?: number;
   /** The env's observation mode; only 'token' is supported (see the file comment). Default 'token'. */
   observation?: 'text' | 'token';
 }
@@ -79,13 +83,12 @@ export class TttSnapshotOpponent implements TttOpponent {
   private readonly memo = new Map<string, Float64Array>();
   private readonly openId: number;
   private readonly cellIds: number[];
-  private readonly temperature: number;
+  private readonly shape: SamplingShape;
 
   /** `model` must hold the frozen weights and must not be trained or shared with an engine. */
   constructor(readonly name: string, readonly model: Transformer, readonly tokenizer: Tokenizer, private readonly opts: TttSnapshotOptions) {
     if ((opts.observation ?? 'token') !== 'token') throw new Error(`TttSnapshotOpponent: only envOptions.observation 'token' is supported, got '${opts.observation}' (with 'text' the agent answers (row, col) in two slots and can name a taken cell, which an opponent cannot play)`);
-    this.temperature = opts.temperature ?? 1;
-    if (!(this.temperature > 0)) throw new Error(`TttSnapshotOpponent: temperature must be > 0, got ${this.temperature}`);
+    this.shape = snapshotSamplingShape('TttSnapshotOpponent', opts);
     this.openId = tokenIds(tokenizer, ['<action>'])[0]!;
     this.cellIds = tokenIds(tokenizer, Array.from({ length: 9 }, (_, c) => cellWord(c)));
     this.cache = model.newKVCache(1);
@@ -101,7 +104,11 @@ export class TttSnapshotOpponent implements TttOpponent {
     return snapshotInputIds(this.tokenizer.encode(this.promptFor(state)), this.model.config.contextLength, this.openId);
   }
 
-  /** Probability of each cell 0..8 (0 for taken cells): the tempered softmax of the empty cells' logits. */
+  /**
+   * Probability of each cell 0..8 (0 for taken cells): the distribution the agent's constrained
+   * decoder samples from, i.e. the tempered softmax of the empty cells' logits, truncated by top-k /
+   * top-p when the trial sets them.
+   */
   cellProbabilities(state: TttState): Float64Array {
     if (isOver(state.board)) throw new Error(`${this.name}: asked to move on a finished board ${boardKey(state.board)}`);
     // The prompt fixes the distribution (it shows every cell's state), so it is the memo key.
@@ -109,13 +116,11 @@ export class TttSnapshotOpponent implements TttOpponent {
     let p = this.memo.get(key);
     if (p === undefined) {
       const logits = this.model.prefill(this.cache, 0, this.inputIds(state));
-      const free = emptyCells(state.board);
-      const z = free.map((c) => logits[this.cellIds[c]!]! / this.temperature);
-      const max = Math.max(...z);
-      const e = z.map((v) => Math.exp(v - max));
-      const sum = e.reduce((a, v) => a + v, 0);
+      // In token-id order, so that ties at a top-k / top-p cut break as in the agent's sampler.
+      const free = emptyCells(state.board).sort((a, b) => this.cellIds[a]! - this.cellIds[b]!);
+      const q = samplingDistribution(free.map((c) => logits[this.cellIds[c]!]!), this.shape);
       p = new Float64Array(9);
-      free.forEach((c, i) => (p![c] = e[i]! / sum));
+      free.forEach((c, i) => (p![c] = q[i]!));
       if (this.memo.size >= MAX_MEMO) this.memo.delete(this.memo.keys().next().value!);
       this.memo.set(key, p);
     }
