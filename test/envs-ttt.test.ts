@@ -89,6 +89,21 @@ describe('tic-tac-toe opponents', () => {
     expect(strongLosses).toBe(0);
   });
 
+  it('greedy wins when it can, else blocks, else plays a random free cell', () => {
+    const g = tttOpponent('greedy');
+    const rng = mulberry32(3);
+    for (let i = 0; i < 20; i++) {
+      expect(g.move({ board: board('XX_ OO_ ___'), toMove: 1 }, rng)).toBe(2); // win (not the block at 5)
+      expect(g.move({ board: board('XX_ OO_ ___'), toMove: 2 }, rng)).toBe(5); // O wins too
+      expect(g.move({ board: board('XX_ O__ ___'), toMove: 2 }, rng)).toBe(2); // block
+      expect([1, 3]).toContain(g.move({ board: board('X_X _O_ X_O'), toMove: 2 }, rng)); // a fork: blocks one of the two threats
+    }
+    // With nothing to win or block, every free cell comes up.
+    const seen = new Set<number>();
+    for (let i = 0; i < 200; i++) seen.add(g.move({ board: board('X__ _O_ ___'), toMove: 1 }, rng));
+    expect([...seen].sort()).toEqual([1, 2, 3, 5, 6, 7, 8]);
+  });
+
   it('minimax never loses against any named opponent, from either seat', () => {
     for (const name of TTT_OPPONENT_NAMES) {
       for (let s = 0; s < 20; s++) {

@@ -13,7 +13,7 @@ export {
 } from './kuhn-oracles.ts';
 
 export { TicTacToeEnv, parseTttAction, type TicTacToeEnvOptions } from './tictactoe.ts';
-export { TTT_OPPONENT_NAMES, PRIORITY_LISTS, tttOpponent, mctsPlayer, minimaxPlayer, priorityPlayer, type TttOpponent } from './ttt-opponents.ts';
+export { TTT_OPPONENT_NAMES, PRIORITY_LISTS, tttOpponent, mctsPlayer, minimaxPlayer, priorityPlayer, greedyPlayer, type TttOpponent } from './ttt-opponents.ts';
 
 export { SokobanEnv, SOKOBAN_REWARDS, parseSokobanActions, type SokobanEnvOptions } from './sokoban.ts';
 export { generateSokoban, type SokobanGenOptions } from './sokoban-gen.ts';

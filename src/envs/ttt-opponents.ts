@@ -1,6 +1,7 @@
 /**
- * Tic-tac-toe opponents: six cell-priority players, random, MCTS (UCT, random rollouts) with a
- * configurable number of simulations (`mcts-<N>`), and a perfect memoised minimax player.
+ * Tic-tac-toe opponents: six cell-priority players, random, one-ply greedy, MCTS (UCT, random
+ * rollouts) with a configurable number of simulations (`mcts-<N>`), and a perfect memoised minimax
+ * player.
  * Every opponent draws its randomness only from the rng it is given.
  */
 import type { Opponent } from './types.ts';
@@ -69,6 +70,23 @@ export function priorityPlayer(name: string, order: readonly number[]): TttOppon
 
 export function randomPlayer(): TttOpponent {
   return withAct('random', (s, rng) => pick(rng, assertPlayable(s, 'random')));
+}
+
+/**
+ * One-ply greedy player: completes its own line when it can, else blocks the other side's
+ * immediate win, else plays a random free cell. It punishes exactly a missed block, so against
+ * it the second seat's outcome turns on reading the board (runs that saw only cell-priority
+ * players, random and MCTS-100 learned a fixed move order as O; docs/results/meta-rl-ttt-tuning.md).
+ */
+export function greedyPlayer(): TttOpponent {
+  return withAct('greedy', (s, rng) => {
+    const free = assertPlayable(s, 'greedy');
+    const completes = (m: Mark) => free.filter((c) => winner(play(s.board, c, m)) === m);
+    const win = completes(s.toMove);
+    if (win.length > 0) return pick(rng, win);
+    const block = completes(other(s.toMove));
+    return pick(rng, block.length > 0 ? block : free);
+  });
 }
 
 // ---------- minimax ----------
@@ -200,12 +218,13 @@ export function mctsPlayer(simulations: number, c = 1.4): TttOpponent {
 // ---------- registry ----------
 
 /** Fixed names; any `mcts-<N>` (N ≥ 1) is accepted too. */
-export const TTT_OPPONENT_NAMES: readonly string[] = [...Object.keys(PRIORITY_LISTS), 'random', 'mcts-100', 'minimax'];
+export const TTT_OPPONENT_NAMES: readonly string[] = [...Object.keys(PRIORITY_LISTS), 'random', 'greedy', 'mcts-100', 'minimax'];
 
 export function tttOpponent(name: string): TttOpponent {
   const order = PRIORITY_LISTS[name];
   if (order) return priorityPlayer(name, order);
   if (name === 'random') return randomPlayer();
+  if (name === 'greedy') return greedyPlayer();
   if (name === 'minimax') return minimaxPlayer('random');
   const m = /^mcts-(\d+)$/.exec(name);
   if (m) return mctsPlayer(Number(m[1]));
