@@ -74,9 +74,9 @@ export function randomPlayer(): TttOpponent {
 
 /**
  * One-ply greedy player: completes its own line when it can, else blocks the other side's
- * immediate win, else plays a random free cell. It punishes exactly a missed block, so against
- * it the second seat's outcome turns on reading the board (runs that saw only cell-priority
- * players, random and MCTS-100 learned a fixed move order as O; docs/results/meta-rl-ttt-tuning.md).
+ * immediate win, else plays a random free cell. It punishes exactly a missed block: a probe (and a
+ * training opponent) for whether a policy reads the board or plays a fixed move order
+ * (docs/results/meta-rl-ttt-tuning.md).
  */
 export function greedyPlayer(): TttOpponent {
   return withAct('greedy', (s, rng) => {
