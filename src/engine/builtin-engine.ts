@@ -15,7 +15,7 @@
 import type { Tokenizer, InferenceEngine, SamplingParams, SampledCompletion } from './types.ts';
 import type { Transformer, KVCache } from './model.ts';
 import { Rng } from '../core/rng.ts';
-import { sampleToken } from './sampling.ts';
+import { sampleToken, temperatureProblem, truncationProblem } from './sampling.ts';
 
 interface Request {
   prompt: number[];
@@ -321,11 +321,12 @@ export class BuiltinEngine implements InferenceEngine {
 
 /** Why `params` is invalid (for the error message), or null. */
 function invalidParams(p: SamplingParams, temperature: number): string | null {
-  if (!(Number.isFinite(temperature) && temperature > 0)) return `temperature must be a finite number > 0 (got ${temperature}); use a small value such as 1e-3 for near-greedy decoding`;
+  const badTemperature = temperatureProblem(temperature);
+  if (badTemperature) return badTemperature;
   if (!Number.isFinite(1 / temperature)) return `temperature ${temperature} is too small (1/temperature overflows); use a value such as 1e-3 for near-greedy decoding`;
   if (!(Number.isInteger(p.maxTokens) && p.maxTokens >= 1)) return `maxTokens must be an integer ≥ 1 (got ${p.maxTokens})`;
-  if (p.topK !== undefined && !(Number.isInteger(p.topK) && p.topK >= 0)) return `topK must be an integer ≥ 0, 0 = off (got ${p.topK})`;
-  if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
+  const badTruncation = truncationProblem(p.topK, p.topP);
+  if (badTruncation) return badTruncation;
   if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
   return null;
 }

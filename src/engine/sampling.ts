@@ -117,6 +117,18 @@ function drawAmong(p: Float64Array, order: readonly number[], sum: number, rng: 
   return last; // rounding: fall back to the last kept token with non-zero probability
 }
 
+/** Why a sampling temperature is invalid (for an error message), or null. Shared by every sampler. */
+export function temperatureProblem(t: number): string | null {
+  return Number.isFinite(t) && t > 0 ? null : `temperature must be a finite number > 0 (got ${t}); use a small value such as 1e-3 for near-greedy decoding`;
+}
+
+/** Why top-k / top-p settings are invalid (undefined = off), or null. Shared by every sampler. */
+export function truncationProblem(topK: number | undefined, topP: number | undefined): string | null {
+  if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0)) return `topK must be an integer ≥ 0, 0 = off (got ${topK})`;
+  if (topP !== undefined && !(topP > 0 && topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${topP})`;
+  return null;
+}
+
 /** Temperature and truncation of a sampling distribution (top-k 0 and top-p 1 are off). */
 export type SamplingShape = Pick<TokenSamplingOptions, 'temperature' | 'topK' | 'topP'>;
 

@@ -36,6 +36,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InferenceEngine, SampledCompletion, SamplingParams, Tokenizer } from '../types.ts';
+import { temperatureProblem, truncationProblem } from '../sampling.ts';
 import type { Transformer } from '../model.ts';
 import { GenerationAbortedError, type PartialCompletion } from '../builtin-engine.ts';
 import type { TrainableEngine } from '../../train/trainer.ts';
@@ -580,11 +581,11 @@ export class RemoteEngine implements InferenceEngine, TrainableEngine {
     if (prompt.length === 0) return 'empty prompt';
     if (this.contextLength !== undefined && prompt.length >= this.contextLength) return `prompt has ${prompt.length} tokens; the context length is ${this.contextLength} (leave room for at least one new token)`;
     for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= V) return `prompt token id ${id} is outside the vocabulary [0, ${V})`;
-    const t = p.temperature ?? 1;
-    if (!(Number.isFinite(t) && t > 0)) return `temperature must be a finite number > 0 (got ${t}); use a small value such as 1e-3 for near-greedy decoding`;
+    const badTemperature = temperatureProblem(p.temperature ?? 1);
+    if (badTemperature) return badTemperature;
     if (!(Number.isInteger(p.maxTokens) && p.maxTokens >= 1)) return `maxTokens must be an integer ≥ 1 (got ${p.maxTokens})`;
-    if (p.topK !== undefined && !(Number.isInteger(p.topK) && p.topK >= 0)) return `topK must be an integer ≥ 0, 0 = off (got ${p.topK})`;
-    if (p.topP !== undefined && !(p.topP > 0 && p.topP <= 1)) return `topP must be in (0, 1], 1 = off (got ${p.topP})`;
+    const badTruncation = truncationProblem(p.topK, p.topP);
+    if (badTruncation) return badTruncation;
     if (p.seed !== undefined && !Number.isInteger(p.seed)) return `seed must be an integer (got ${p.seed})`;
     return null;
   }

@@ -20,7 +20,7 @@
  */
 import type { Tokenizer } from '../../engine/types.ts';
 import type { KVCache, Transformer } from '../../engine/model.ts';
-import { samplingDistribution, type SamplingShape } from '../../engine/sampling.ts';
+import { samplingDistribution, temperatureProblem, truncationProblem, type SamplingShape } from '../../engine/sampling.ts';
 import { tokenIds } from '../../agents/constraints.ts';
 import { playPrompt, type PlayPromptConfig, type TrialConfig } from '../../agents/trial.ts';
 import { infoSetToken } from '../../envs/kuhn.ts';
@@ -65,12 +65,11 @@ export function snapshotInputIds(promptIds: number[], contextLength: number, ope
   return [...(promptIds.length > room ? promptIds.slice(promptIds.length - room) : promptIds), openId];
 }
 
-/** The sampling settings of a snapshot opponent, checked (they come from the trial config). */
+/** The sampling settings of a snapshot opponent, checked by the engines' rules (they come from the trial config). */
 export function snapshotSamplingShape(who: string, o: { temperature?: number; topK?: number; topP?: number }): SamplingShape {
   const shape = { temperature: o.temperature ?? 1, topK: o.topK ?? 0, topP: o.topP ?? 1 };
-  if (!(shape.temperature > 0)) throw new Error(`${who}: temperature must be > 0, got ${shape.temperature}`);
-  if (!Number.isInteger(shape.topK) || shape.topK < 0) throw new Error(`${who}: topK must be an integer ≥ 0 (0 = off), got ${shape.topK}`);
-  if (!(shape.topP > 0 && shape.topP <= 1)) throw new Error(`${who}: topP must be in (0, 1] (1 = off), got ${shape.topP}`);
+  const problem = temperatureProblem(shape.temperature) ?? truncationProblem(shape.topK, shape.topP);
+  if (problem) throw new Error(`${who}: ${problem}`);
   return shape;
 }
 
