@@ -10,7 +10,8 @@ import { Command } from 'commander';
 import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
 import { evalTrialConfig } from '../src/run/run-config.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
-import { evaluatePolicy, type OpponentEval } from '../src/eval/trials.ts';
+import { evaluatePolicy, meanSe } from '../src/eval/trials.ts';
+import { notLostAt } from '../src/eval/trial-measures.ts';
 
 const o = new Command()
   .requiredOption('--checkpoint <dir>', 'checkpoint written by agentrl train (task tictactoe)')
@@ -25,7 +26,6 @@ const p = await loadCheckpointPolicy(o.checkpoint, {
   checkTask: (run) => (run.task === 'tictactoe' ? null : `--checkpoint: a tictactoe run is needed, got task '${run.task}'`),
 });
 const opponents = o.opponents.split(',').map((x) => x.trim()).filter(Boolean);
-const notLostFirst = (e: OpponentEval) => e.trialRewards.filter((r) => r[0]! >= 0).length / e.trialRewards.length;
 
 console.log(`checkpoint ${o.checkpoint} (step ${p.step}); ${o.trials} trials per opponent and seat, evaluation seed ${o.seed}\n`);
 console.log('| sampling | seat | opponent | first game not lost | success by episode |\n|---|---|---|---|---|');
@@ -33,6 +33,6 @@ for (const [label, over] of [['as evaluated', {}], ['greedy (top-k 1)', { topK: 
   const trial = evalTrialConfig(p.run, over, 'ttt-seat-eval');
   for (const seat of ['X', 'O'] as const) {
     const r = await evaluatePolicy('policy', p.engine, { opponents, trials: o.trials, seed: o.seed, makeEnv: envFactory(p.run.task, { ...p.run.envOptions, seat }), trial });
-    for (const e of r.opponents) console.log(`| ${label} | ${seat} | ${e.opponent} | ${notLostFirst(e).toFixed(2)} | ${e.episodes.map((x) => x.successRate.toFixed(2)).join(' / ')} |`);
+    for (const e of r.opponents) console.log(`| ${label} | ${seat} | ${e.opponent} | ${meanSe(notLostAt(r, e.opponent, 0))[0].toFixed(2)} | ${e.episodes.map((x) => x.successRate.toFixed(2)).join(' / ')} |`);
   }
 }
