@@ -136,6 +136,8 @@ function tttTables(policies: string[], reps: (p: string) => EvalReport[], evalOp
   out.push('', 'Success rate per opponent × seat × episode (mean across seeds):', '', `| opponent | seat | episode | ${policies.join(' | ')} |`, `|---|---|---|${policies.map(() => '---').join('|')}|`);
   for (const name of evalOpponents) {
     for (const seat of ['X', 'O']) {
+      // A seat nobody played (a config with a fixed seat, e.g. ttt-x) gets no rows.
+      if (!policies.some((p) => reps(p).some((r) => opp(r, name).bySeat?.[seat] !== undefined))) continue;
       for (let k = 0; k < K; k++) {
         const cells = policies.map((p) => {
           const xs = reps(p).map((r) => opp(r, name).bySeat?.[seat]?.[k]?.successRate ?? Number.NaN);
