@@ -43,7 +43,7 @@ const CALL_TOKENS = 240;
 /**
  * Most steps the asynchronous test takes to see an update cut a generation that is then trained
  * (see there). Each step is well under a second; how many it takes depends on the machine's timing
- * (2–6 on a loaded 2-core machine, where CI once ran out at 6).
+ * (2–4 on a loaded 2-core machine; with 120-token calls and a narrower window CI once ran out at 6).
  */
 const MAX_STEPS = 20;
 const TRIAL = { episodes: 3, contextMode: 'history_only', reflect: false, stateMode: 'same_state', maxTurns: 1, rules: 'none', pastEpisodes: 'outcome', constrained: false } as const;
