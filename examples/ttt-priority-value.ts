@@ -11,7 +11,7 @@
  *   node --import tsx examples/ttt-priority-value.ts
  */
 import { PRIORITY_LISTS } from '../src/envs/ttt-opponents.ts';
-import { LINES, emptyCells, isFull, other, play, winner, type Board, type Mark } from '../src/envs/ttt-game.ts';
+import { LINES, emptyCells, isFull, other, play, winner, type Board, type Cell, type Mark } from '../src/envs/ttt-game.ts';
 
 type Policy = (b: Board, me: Mark) => number;
 
@@ -27,6 +27,38 @@ function completing(b: Board, m: Mark): number | null {
 const plain = (order: readonly number[]): Policy => (b) => order.find((c) => b[c] === 0)!;
 /** Takes a win, else blocks the agent's win, else plays its priority order. */
 const tactical = (order: readonly number[]): Policy => (b, me) => completing(b, me) ?? completing(b, other(me)) ?? plain(order)(b, me);
+
+/**
+ * Perfect play (lowest cell among equal moves) in a game where the other side's three on line
+ * `blind` does not count: the player never sees that line's threats, so it never blocks them.
+ */
+function blindSpot(blind: number): Policy {
+  const memo = new Map<string, number>();
+  const result = (b: Board, agent: Mark): Cell => {
+    for (let i = 0; i < LINES.length; i++) {
+      const [a, c, d] = LINES[i]!;
+      if (b[a] !== 0 && b[a] === b[c] && b[a] === b[d] && !(b[a] === agent && i === blind)) return b[a];
+    }
+    return 0;
+  };
+  const moveValue = (b: Board, c: number, m: Mark, agent: Mark): number => {
+    const next = play(b, c, m);
+    if (result(next, agent) === m) return 1 + emptyCells(next).length;
+    if (isFull(next)) return 0;
+    return -value(next, other(m), agent) || 0;
+  };
+  const value = (b: Board, m: Mark, agent: Mark): number => {
+    const key = `${b.join('')}${m}`;
+    let v = memo.get(key);
+    if (v === undefined) memo.set(key, (v = Math.max(...emptyCells(b).map((c) => moveValue(b, c, m, agent)))));
+    return v;
+  };
+  return (b, me) => {
+    const free = emptyCells(b);
+    const values = free.map((c) => moveValue(b, c, me, other(me)));
+    return free[values.indexOf(Math.max(...values))]!;
+  };
+}
 
 /** Best total score over `family` members `alive` of one policy that sees only the current game. */
 function jointValue(family: Policy[], b: Board, agent: Mark, toMove: Mark, alive: number[], score: (result: number) => number): number {
@@ -47,7 +79,12 @@ function jointValue(family: Policy[], b: Board, agent: Mark, toMove: Mark, alive
 
 const EMPTY: Board = Array(9).fill(0) as Board;
 const lists = Object.values(PRIORITY_LISTS);
-for (const [familyName, family] of [['cell-priority (the new_state opponents)', lists.map(plain)], ['cell-priority that also wins and blocks', lists.map(tactical)]] as const) {
+const families: [string, Policy[]][] = [
+  ['cell-priority (the new_state opponents)', lists.map(plain)],
+  ['cell-priority that also wins and blocks', lists.map(tactical)],
+  ['perfect players blind to one of the agent\'s lines', LINES.map((_, i) => blindSpot(i))],
+];
+for (const [familyName, family] of families) {
   console.log(`\n${familyName}, ${family.length} players`);
   for (const agent of [1, 2] as Mark[])
     for (const [what, score] of [['wins', (r: number) => (r > 0 ? 1 : 0)], ['wins + draws', (r: number) => (r >= 0 ? 1 : 0)]] as const) {
