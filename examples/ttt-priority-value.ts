@@ -48,7 +48,7 @@ function blindSpot(blind: number): Policy {
     return -value(next, other(m), agent) || 0;
   };
   const value = (b: Board, m: Mark, agent: Mark): number => {
-    const key = `${b.join('')}${m}`;
+    const key = `${b.join('')}${m}${agent}`;
     let v = memo.get(key);
     if (v === undefined) memo.set(key, (v = Math.max(...emptyCells(b).map((c) => moveValue(b, c, m, agent)))));
     return v;
