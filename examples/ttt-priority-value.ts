@@ -10,7 +10,7 @@
  *
  *   node --import tsx examples/ttt-priority-value.ts
  */
-import { PRIORITY_LISTS } from '../src/envs/ttt-opponents.ts';
+import { PRIORITY_LISTS, minimaxSolver, type MinimaxSolver } from '../src/envs/ttt-opponents.ts';
 import { LINES, emptyCells, isFull, other, play, winner, type Board, type Cell, type Mark } from '../src/envs/ttt-game.ts';
 
 type Policy = (b: Board, me: Mark) => number;
@@ -28,35 +28,26 @@ const plain = (order: readonly number[]): Policy => (b) => order.find((c) => b[c
 /** Takes a win, else blocks the agent's win, else plays its priority order. */
 const tactical = (order: readonly number[]): Policy => (b, me) => completing(b, me) ?? completing(b, other(me)) ?? plain(order)(b, me);
 
+/** Who has won, except that `agent`'s three on line `blind` does not count. */
+function winnerIgnoring(b: Board, agent: Mark, blind: number): Cell {
+  for (let i = 0; i < LINES.length; i++) {
+    const [a, c, d] = LINES[i]!;
+    if (b[a] !== 0 && b[a] === b[c] && b[a] === b[d] && !(b[a] === agent && i === blind)) return b[a];
+  }
+  return 0;
+}
+
 /**
  * Perfect play (lowest cell among equal moves) in a game where the other side's three on line
  * `blind` does not count: the player never sees that line's threats, so it never blocks them.
  */
 function blindSpot(blind: number): Policy {
-  const memo = new Map<string, number>();
-  const result = (b: Board, agent: Mark): Cell => {
-    for (let i = 0; i < LINES.length; i++) {
-      const [a, c, d] = LINES[i]!;
-      if (b[a] !== 0 && b[a] === b[c] && b[a] === b[d] && !(b[a] === agent && i === blind)) return b[a];
-    }
-    return 0;
-  };
-  const moveValue = (b: Board, c: number, m: Mark, agent: Mark): number => {
-    const next = play(b, c, m);
-    if (result(next, agent) === m) return 1 + emptyCells(next).length;
-    if (isFull(next)) return 0;
-    return -value(next, other(m), agent) || 0;
-  };
-  const value = (b: Board, m: Mark, agent: Mark): number => {
-    const key = `${b.join('')}${m}${agent}`;
-    let v = memo.get(key);
-    if (v === undefined) memo.set(key, (v = Math.max(...emptyCells(b).map((c) => moveValue(b, c, m, agent)))));
-    return v;
-  };
+  const solvers = new Map<Mark, MinimaxSolver>(); // one per agent seat: the rule depends on it
   return (b, me) => {
-    const free = emptyCells(b);
-    const values = free.map((c) => moveValue(b, c, me, other(me)));
-    return free[values.indexOf(Math.max(...values))]!;
+    const agent = other(me);
+    let solver = solvers.get(agent);
+    if (!solver) solvers.set(agent, (solver = minimaxSolver((x) => winnerIgnoring(x, agent, blind))));
+    return solver.moves(b, me)[0]!;
   };
 }
 

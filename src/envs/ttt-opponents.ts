@@ -6,7 +6,7 @@
  */
 import type { Opponent } from './types.ts';
 import { pick, type RandomSource } from './rng.ts';
-import { boardKey, emptyCells, isFull, other, play, winner, type Board, type Mark } from './ttt-game.ts';
+import { boardKey, emptyCells, isFull, other, play, winner, type Board, type Cell, type Mark } from './ttt-game.ts';
 
 /** One mark placed on the board. */
 export interface TttPlacement {
@@ -91,44 +91,64 @@ export function greedyPlayer(): TttOpponent {
 
 // ---------- minimax ----------
 
+/** Exact game-tree search under one rule for who has won a position (`winner`, or a variant of it). */
+export interface MinimaxSolver {
+  /** Game-theoretic value of a position for the side to move (>0 win, 0 draw, <0 loss). */
+  value(b: Board, m: Mark): number;
+  /** All optimal cells for the side to move, lowest first. */
+  moves(b: Board, m: Mark): number[];
+}
+
 /**
- * Negamax value for the side to move: a win scores 1 + the number of empty cells left after the
- * winning move (so quicker wins score higher and slower losses are preferred), a draw 0.
+ * Negamax with its own memo. A win scores 1 + the number of empty cells left after the winning
+ * move (so quicker wins score higher and slower losses are preferred), a draw 0. `result` decides
+ * who has won a position; analysis players with a changed rule (examples/ttt-priority-value.ts)
+ * pass their own.
  */
-const minimaxMemo = new Map<string, number>();
-
-function negamax(b: Board, m: Mark): number {
-  // The side to move is part of the key: after a forfeited move (tic-tac-toe env) the same board can
-  // come up with either side to move, so the board alone does not determine it.
-  const key = `${boardKey(b)}|${m}`;
-  const hit = minimaxMemo.get(key);
-  if (hit !== undefined) return hit;
-  let best = -Infinity;
-  for (const c of emptyCells(b)) best = Math.max(best, moveValue(b, c, m));
-  minimaxMemo.set(key, best);
-  return best;
+export function minimaxSolver(result: (b: Board) => Cell = winner): MinimaxSolver {
+  const memo = new Map<string, number>();
+  const negamax = (b: Board, m: Mark): number => {
+    // The side to move is part of the key: after a forfeited move (tic-tac-toe env) the same board
+    // can come up with either side to move, so the board alone does not determine it.
+    const key = `${boardKey(b)}|${m}`;
+    const hit = memo.get(key);
+    if (hit !== undefined) return hit;
+    let best = -Infinity;
+    for (const c of emptyCells(b)) best = Math.max(best, moveValue(b, c, m));
+    memo.set(key, best);
+    return best;
+  };
+  /** Value for `m` of playing cell `c` on `b`. */
+  const moveValue = (b: Board, c: number, m: Mark): number => {
+    const next = play(b, c, m);
+    if (result(next) === m) return 1 + emptyCells(next).length;
+    if (isFull(next)) return 0;
+    return 0 - negamax(next, other(m)) || 0; // `|| 0` turns −0 into 0
+  };
+  return {
+    value(b, m) {
+      if (result(b) !== 0 || isFull(b)) throw new Error('minimaxValue: the game is over');
+      return negamax(b, m);
+    },
+    moves(b, m) {
+      const free = emptyCells(b);
+      const values = free.map((c) => moveValue(b, c, m));
+      const best = Math.max(...values);
+      return free.filter((_, i) => values[i] === best);
+    },
+  };
 }
 
-/** Value for `m` of playing cell `c` on `b`. */
-function moveValue(b: Board, c: number, m: Mark): number {
-  const next = play(b, c, m);
-  if (winner(next) === m) return 1 + emptyCells(next).length;
-  if (isFull(next)) return 0;
-  return 0 - negamax(next, other(m)) || 0; // `|| 0` turns −0 into 0
-}
+const perfect = minimaxSolver();
 
 /** Game-theoretic value of a position for the side to move (>0 win, 0 draw, <0 loss). */
 export function minimaxValue(b: Board, m: Mark): number {
-  if (winner(b) !== 0 || isFull(b)) throw new Error('minimaxValue: the game is over');
-  return negamax(b, m);
+  return perfect.value(b, m);
 }
 
 /** All optimal cells for the side to move. */
 export function minimaxMoves(b: Board, m: Mark): number[] {
-  const free = emptyCells(b);
-  const values = free.map((c) => moveValue(b, c, m));
-  const best = Math.max(...values);
-  return free.filter((_, i) => values[i] === best);
+  return perfect.moves(b, m);
 }
 
 /** Perfect player; ties among optimal moves are broken with the rng ('random') or by lowest cell ('first'). */
