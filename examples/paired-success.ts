@@ -1,0 +1,46 @@
+/**
+ * Success (won in any game ≤ k) of two trained runs per seed, paired per evaluation trial — for arms
+ * that live under different result tasks, which examples/meta-rl-results.ts does not pair (e.g. the
+ * ttt-xs meta-RL runs against the tuned ttt-x GRPO on the same seeds, meta-rl.md §3⁗). Both runs
+ * must have been evaluated with the same evaluation seed and trials.
+ *
+ *   node --import tsx examples/paired-success.ts \
+ *     --a 'docs/results/report-runs/ttt-xs/meta-rl-ttt-xs-meta-s{seed}' \
+ *     --b 'docs/results/report-runs/ttt-x/meta-rl-ttt-x-grpo-s{seed}' --seeds 60,61,62 --opponent mcts-100
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { reviveEvalReports, meanSe, type EvalReport } from '../src/eval/trials.ts';
+import { opponentEval, successAt } from '../src/eval/trial-measures.ts';
+import { acrossSeeds, diff, f3 } from './seed-stats.ts';
+
+const o = new Command()
+  .requiredOption('--a <dir>', 'run directory of arm A; {seed} is replaced by the seed')
+  .requiredOption('--b <dir>', 'run directory of arm B; {seed} is replaced by the seed')
+  .requiredOption('--seeds <list>', 'comma-separated seeds')
+  .option('--opponent <name>', 'evaluation opponent', 'mcts-100')
+  .option('--episode <k>', 'success by game k (default: the last)')
+  .parse()
+  .opts<{ a: string; b: string; seeds: string; opponent: string; episode?: string }>();
+
+/** The trained policy's report in RUN/eval.json (not the untrained or random rows). */
+function trained(dir: string): EvalReport {
+  const reports = reviveEvalReports(JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')).reports);
+  const r = reports.find((x) => x.policy !== 'untrained' && x.policy !== 'random');
+  if (!r) throw new Error(`${dir}/eval.json has no trained policy`);
+  return r;
+}
+
+const per: [number, number][] = [];
+for (const seed of o.seeds.split(',').map(Number)) {
+  const [a, b] = [o.a, o.b].map((t) => trained(t.replaceAll('{seed}', String(seed))));
+  const k = o.episode === undefined ? opponentEval(a!, o.opponent).episodes.length - 1 : Number(o.episode);
+  const sa = successAt(a!, o.opponent, k), sb = successAt(b!, o.opponent, k);
+  if (sa.length !== sb.length) throw new Error(`seed ${seed}: ${sa.length} vs ${sb.length} trials; evaluate both arms on the same trials`);
+  const d = meanSe(diff(sa, sb));
+  per.push(d);
+  console.log(`seed ${seed}: ${a!.policy} ${f3(meanSe(sa)[0])}, ${b!.policy} ${f3(meanSe(sb)[0])} by game ${k}; A − B ${f3(d[0])} ± ${f3(d[1])}`);
+}
+const c = acrossSeeds(per);
+console.log(`A − B across seeds: ${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`);
