@@ -132,7 +132,8 @@ describe('dashboard in a browser', () => {
     await expect.poll(() => chartPoints(page, 'reward'), { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(before + 2);
     for (const key of ['winrate', 'loss', 'kl', 'clip', 'staleness', 'samples', 'tokens']) expect(await chartPoints(page, key), key).toBeGreaterThan(before);
     // One win-rate series per opponent (from byOpponent).
-    await expect(page.getByTestId('chart-winrate').locator('.u-legend .u-series').allTextContents()).resolves.toEqual(
+    // Polled: a new series rebuilds the plot (its legend) in an effect after the render.
+    await expect.poll(() => page.getByTestId('chart-winrate').locator('.u-legend .u-series').allTextContents(), { timeout: 10_000 }).toEqual(
       expect.arrayContaining([expect.stringContaining('aggressive'), expect.stringContaining('conservative'), expect.stringContaining('intermediate')]),
     );
     if (WRITE_DOCS) await expect.poll(() => chartPoints(page, 'reward'), { timeout: 20_000 }).toBeGreaterThanOrEqual(12);

@@ -77,8 +77,9 @@ describe('population run in a browser', () => {
       expect(await page.getByTestId(`chart-${key}`).locator('h3').textContent(), key).not.toContain('(no data)');
     }
     // The x series is the round (uPlot draws the axis title on the canvas; the legend names it).
-    expect(await labels(page, 'reward')).toEqual(['round', 'm0', 'm1']);
-    expect(await labels(page, 'kl')).toEqual(['round', 'm0 entropy', 'm0 kl', 'm1 entropy', 'm1 kl']);
+    // Polled: the page sets data-points when it renders, and builds the uPlot (its legend) in an effect after.
+    await poll(() => labels(page, 'reward')).toEqual(['round', 'm0', 'm1']);
+    await poll(() => labels(page, 'kl')).toEqual(['round', 'm0 entropy', 'm0 kl', 'm1 entropy', 'm1 kl']);
     await poll(() => page.locator('.run-head').textContent()).toContain('3 / 4 rounds');
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: join(ARTIFACTS, 'curves.png'), fullPage: true });
@@ -110,7 +111,7 @@ describe('population run in a browser', () => {
     await page.goto(`${dash.url}#run=single&tab=curves`);
     await poll(() => chartPoints(page, 'reward')).toBe(5);
     await poll(() => page.getByTestId('metrics-count').textContent()).toBe('5 steps');
-    expect((await labels(page, 'reward'))[0]).toBe('step');
+    await poll(async () => (await labels(page, 'reward'))[0]).toBe('step');
     await page.getByTestId('tab-tables').click();
     await poll(() => page.getByTestId('training-table').locator('tbody tr').count()).toBe(1);
 

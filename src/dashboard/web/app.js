@@ -120,7 +120,8 @@ const legendValue = (digits) => (u, v, si, idx) => (idx === null || idx === unde
 function Chart({ spec, alpha }) {
   const el = useRef(null);
   const plot = useRef(null);
-  const labels = spec.series.map((s) => s.label).join('\u0000');
+  // The plot is rebuilt when its series or its x axis change (a population run's rounds vs a normal run's steps).
+  const labels = [spec.xLabel ?? 'step', ...spec.series.map((s) => s.label)].join('\u0000');
   const data = useMemo(() => [spec.x, ...spec.series.map((s) => smooth(s.y, alpha))], [spec, alpha]);
   useEffect(() => {
     const width = Math.max(280, el.current.clientWidth);
