@@ -121,7 +121,7 @@ function Chart({ spec, alpha }) {
   const el = useRef(null);
   const plot = useRef(null);
   // The plot is rebuilt when its series or its x axis change (a population run's rounds vs a normal run's steps).
-  const labels = [spec.xLabel ?? 'step', ...spec.series.map((s) => s.label)].join('\u0000');
+  const plotKey = [spec.xLabel ?? 'step', ...spec.series.map((s) => s.label)].join('\u0000');
   const data = useMemo(() => [spec.x, ...spec.series.map((s) => smooth(s.y, alpha))], [spec, alpha]);
   useEffect(() => {
     const width = Math.max(280, el.current.clientWidth);
@@ -144,7 +144,7 @@ function Chart({ spec, alpha }) {
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [labels]);
+  }, [plotKey]);
   useEffect(() => {
     plot.current?.setData(data);
   }, [data]);
