@@ -8,10 +8,9 @@
  *     --a 'docs/results/report-runs/ttt-xs/meta-rl-ttt-xs-meta-s{seed}' \
  *     --b 'docs/results/report-runs/ttt-x/meta-rl-ttt-x-grpo-s{seed}' --seeds 60,61,62 --opponent mcts-100
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command } from 'commander';
-import { reviveEvalReports, meanSe, type EvalReport } from '../src/eval/trials.ts';
+import { meanSe, type EvalReport } from '../src/eval/trials.ts';
+import { loadFinishedRun } from '../src/run/run.ts';
 import { opponentEval, successAt } from '../src/eval/trial-measures.ts';
 import { acrossSeeds, diff, f3 } from './seed-stats.ts';
 
@@ -24,10 +23,11 @@ const o = new Command()
   .parse()
   .opts<{ a: string; b: string; seeds: string; opponent: string; episode?: string }>();
 
-/** The trained policy's report in RUN/eval.json (not the untrained or random rows). */
+/** The trained policy's report of a finished run (not the untrained or random rows). */
 function trained(dir: string): EvalReport {
-  const reports = reviveEvalReports(JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')).reports);
-  const r = reports.find((x) => x.policy !== 'untrained' && x.policy !== 'random');
+  const run = loadFinishedRun(dir);
+  if (!run) throw new Error(`${dir} is not a finished run (config.json, every step in metrics.jsonl, eval.json)`);
+  const r = run.eval?.find((x) => x.policy !== 'untrained' && x.policy !== 'random');
   if (!r) throw new Error(`${dir}/eval.json has no trained policy`);
   return r;
 }
