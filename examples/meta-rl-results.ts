@@ -8,7 +8,8 @@
  *   node --import tsx examples/meta-rl-results.ts --task bandit|kuhn [--seeds 10,11,12] [--quick]
  *        [--arms meta,grpo] [--set key=value …] [--label NAME] [--out DIR]
  *
- * Tic-tac-toe (ttt, ttt-cells, ttt-new) adds the oracle players (minimax, minimax + retry memory)
+ * Tic-tac-toe (ttt, ttt-cells, ttt-new, …) adds the oracle players (minimax, minimax + retry memory;
+ * with `weak-c<N>` opponents also win-stay / lose-shift over their cells and the told-opponent ceiling)
  * and its own tables: success with evaluation se, per opponent × seat × episode, draw rates,
  * invalid-move rates and paired per-trial differences of success and of its rise across episodes.
  *
@@ -32,7 +33,7 @@ import { evaluatePolicy, evaluateScripted, meanSe, type EvalOptions, type EvalRe
 import { loadCheckpointPolicy } from '../src/cli/checkpoint-policy.ts';
 import { opponentEval as opp, successAt, notLostAt } from '../src/eval/trial-measures.ts';
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
-import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
+import { minimaxOraclePlayer, minimaxRetryPlayer, openingSearchPlayer, toldOpeningPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
 import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
@@ -44,7 +45,7 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 const program = new Command()
-  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt | ttt-cells | ttt-new (configs examples/configs/<task>-{meta-rl,grpo}.yaml)', 'kuhn')
+  .option('--task <task>', 'bandit | kuhn | kuhn-same | ttt | ttt-cells | ttt-new | ttt-weak | … (configs examples/configs/<task>-{meta-rl,grpo}.yaml)', 'kuhn')
   .option('--seeds <list>', 'comma-separated training seeds, declared before the run', '10,11,12')
   .option('--arms <list>', 'meta,grpo (the configs examples/configs/<task>-meta-rl.yaml and <task>-grpo.yaml)', 'meta,grpo')
   .option('--set <key=value>', 'override applied to every arm (repeatable)', collect, [])
@@ -151,7 +152,7 @@ function tttTables(policies: string[], reps: (p: string) => EvalReport[], evalOp
   for (const name of evalOpponents) for (let k = 0; k < K; k++) out.push(`| ${name} | ${k} | ${policies.map((p) => cell(reps(p).map((r) => meanSe(notLostAt(r, name, k))))).join(' | ')} |`);
   out.push('', 'Invalid-move rate (invalid turns / turns), mean across seeds:', '', `| opponent | ${policies.join(' | ')} |`, `|---|${policies.map(() => '---').join('|')}|`);
   for (const name of evalOpponents) out.push(`| ${name} | ${policies.map((p) => f3(reps(p).reduce((a, r) => a + opp(r, name).invalidRate, 0) / reps(p).length)).join(' | ')} |`);
-  const pairs: [string, string][] = [['meta-rl', 'grpo-1ep'], ['meta-rl', 'untrained'], ['meta-rl', 'random'], ['grpo-1ep', 'random'], ['meta-rl', 'oracle: minimax'], ['meta-rl', 'oracle: minimax + retry memory']];
+  const pairs: [string, string][] = [['meta-rl', 'grpo-1ep'], ['meta-rl', 'untrained'], ['meta-rl', 'random'], ['grpo-1ep', 'random'], ['meta-rl', 'oracle: minimax'], ['meta-rl', 'oracle: minimax + retry memory'], ['meta-rl', 'oracle: opening search']];
   out.push('', `Paired per-trial differences (same trials; se from the per-trial differences, combined across seeds): success by the last episode (k = ${K - 1}), and the rise of success from episode 0 to the last:`, '', '| opponent | difference | success by last episode | per seed | rise 0 → last | per seed |', '|---|---|---|---|---|---|');
   for (const name of evalOpponents) {
     for (const [a, b] of pairs) {
@@ -205,6 +206,11 @@ async function main(): Promise<void> {
       const evalOpts: EvalOptions = { opponents: evalOpponents, trials: first.eval.trials, seed: first.eval.seed, makeEnv: envFactory(first.task, first.envOptions), trial: evalTrial };
       rows['oracle: minimax'] = evaluateScripted('minimax', minimaxOraclePlayer(), evalOpts);
       rows['oracle: minimax + retry memory'] = evaluateScripted('minimax-retry', minimaxRetryPlayer(), evalOpts);
+      const weakCells = evalOpponents.flatMap((n) => /^weak-c([1-9])$/.exec(n)?.[1] ?? []).map((c) => Number(c) - 1);
+      if (weakCells.length > 0) {
+        rows['oracle: opening search'] = evaluateScripted('opening-search', openingSearchPlayer(weakCells), evalOpts);
+        rows['oracle: told the opening'] = evaluateScripted('told-opening', toldOpeningPlayer(), evalOpts);
+      }
     }
     rowsBySeed.set(seed, rows);
   }

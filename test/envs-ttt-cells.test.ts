@@ -10,7 +10,7 @@ import { WordTokenizer } from '../src/engine/tokenizer.ts';
 import { ScriptedEngine } from '../src/engine/scripted-engine.ts';
 import { buildMetaSetup } from '../src/train/meta-setup.ts';
 import { evaluateScripted, type EvalOptions } from '../src/eval/trials.ts';
-import { minimaxOraclePlayer, minimaxRetryPlayer } from '../src/eval/ttt-oracle-players.ts';
+import { minimaxOraclePlayer, minimaxRetryPlayer, openingSearchPlayer, toldOpeningPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { splitWords } from '../src/envs/text.ts';
 import type { Board, Cell } from '../src/envs/ttt-game.ts';
 
@@ -161,5 +161,27 @@ describe('tic-tac-toe oracle players', () => {
     }
     // Every cell is optimal on the empty board (the game is a draw); lowest untried first with this rng.
     expect(firstMoves).toEqual(['c1', 'c2', 'c3']);
+  });
+
+  it('against the hidden weak-opening players, opening search rises across games and knowing the opponent wins from the first', () => {
+    const weak = ['weak-c1', 'weak-c3', 'weak-c9'];
+    const o: EvalOptions = {
+      opponents: weak, trials: 200, seed: 9,
+      makeEnv: (opp) => makeEnv('tictactoe', { opponent: opp, seat: 'X', observation: 'token', rewardScale: 1 }),
+      trial: { episodes: 3, stateMode: 'new_state', maxTurns: 8 },
+    };
+    const perGame = (r: ReturnType<typeof evaluateScripted>) => [0, 1, 2].map((k) => r.opponents.reduce((a, x) => a + x.episodes[k]!.winRate, 0) / r.opponents.length);
+    const search = perGame(evaluateScripted('opening-search', openingSearchPlayer([0, 2, 8]), o));
+    const told = perGame(evaluateScripted('told-opening', toldOpeningPlayer(), o));
+    const minimax = perGame(evaluateScripted('minimax', minimaxOraclePlayer(), o));
+    // Win-stay / lose-shift over 3 candidates: per game about 1/3, 2/3, 1 of what an exploited game
+    // wins (minimax against a random player, ≈ 0.9–1); told the weak cell, every game is like the last.
+    expect(search[0]).toBeGreaterThan(0.2);
+    expect(search[0]).toBeLessThan(0.45);
+    expect(search[1]).toBeGreaterThan(0.5);
+    expect(search[2]).toBeGreaterThan(0.8);
+    for (const w of told) expect(w).toBeGreaterThan(0.8);
+    // Perfect play opening anywhere finds the weak cell 1 time in 9 per game.
+    for (const w of minimax) expect(w).toBeLessThan(0.25);
   });
 });

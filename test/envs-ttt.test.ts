@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { TicTacToeEnv, parseTttAction } from '../src/envs/tictactoe.ts';
 import {
-  PRIORITY_LISTS, TTT_OPPONENT_NAMES, minimaxMoves, minimaxValue, tttOpponent, type TttOpponent,
+  PRIORITY_LISTS, TTT_OPPONENT_NAMES, type TttPlacement, minimaxMoves, minimaxValue, tttOpponent, type TttOpponent,
 } from '../src/envs/ttt-opponents.ts';
 import { EMPTY_BOARD, isFull, other, play, winner, type Board, type Cell, type Mark } from '../src/envs/ttt-game.ts';
 import { mulberry32 } from '../src/envs/rng.ts';
@@ -13,8 +13,11 @@ function playGame(x: TttOpponent, o: TttOpponent, seed: number): Cell {
   const rng = mulberry32(seed);
   let b: Board = EMPTY_BOARD;
   let m: Mark = 1;
+  const moves: TttPlacement[] = [];
   while (winner(b) === 0 && !isFull(b)) {
-    b = play(b, (m === 1 ? x : o).move({ board: b, toMove: m }, rng), m);
+    const cell = (m === 1 ? x : o).move({ board: b, toMove: m, moves: moves.slice() }, rng);
+    b = play(b, cell, m);
+    moves.push({ cell, mark: m });
     m = other(m);
   }
   return winner(b);
@@ -111,6 +114,33 @@ describe('tic-tac-toe opponents', () => {
         expect(playGame(tttOpponent(name), tttOpponent('minimax'), s), `${name} as X`).not.toBe(1);
       }
     }
+  });
+
+  it('weak-c<N> plays perfectly unless the agent opened on cell N, then at random', () => {
+    const weak = tttOpponent('weak-c1');
+    expect(weak.name).toBe('weak-c1');
+    // Opened elsewhere: only minimax moves (a corner opening must be answered in the centre).
+    const rng = mulberry32(3);
+    for (let i = 0; i < 50; i++) expect(weak.move({ board: board('__X ___ ___'), toMove: 2, moves: [{ cell: 2, mark: 1 }] }, rng)).toBe(4);
+    // Opened on its weak cell: every free cell comes up, including the losing ones.
+    const seen = new Set<number>();
+    for (let i = 0; i < 300; i++) seen.add(weak.move({ board: board('X__ ___ ___'), toMove: 2, moves: [{ cell: 0, mark: 1 }] }, rng));
+    expect([...seen].sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // It judges the whole game by the opening: after the weak opening it still does not block.
+    const later = new Set<number>();
+    const moves = [{ cell: 0, mark: 1 as Mark }, { cell: 5, mark: 2 as Mark }, { cell: 1, mark: 1 as Mark }];
+    for (let i = 0; i < 300; i++) later.add(weak.move({ board: board('XX_ __O ___'), toMove: 2, moves }, rng));
+    expect(later.size).toBeGreaterThan(1);
+    // Minimax as X beats it from the weak opening far more often than from any other (where it never loses).
+    const minimaxWeakOpening = tttOpponent('minimax');
+    let wins = 0;
+    for (let s = 0; s < 200; s++) {
+      const opener: TttOpponent = { name: 'open-c1', act: () => '', move: (st, r) => (st.moves!.length === 0 ? 0 : minimaxWeakOpening.move(st, r)) };
+      if (playGame(opener, weak, s) === 1) wins++;
+    }
+    expect(wins).toBeGreaterThan(150);
+    expect(() => weak.move({ board: board('X__ ___ ___'), toMove: 2 }, rng)).toThrow(/state.moves/);
+    expect(() => tttOpponent('weak-c0')).toThrow(/weak-c<1..9>/);
   });
 
   it('unknown names fail with the list of choices', () => {

@@ -118,7 +118,7 @@ function describe(v: unknown): string {
 
 /**
  * Opponent names an environment accepts ([] for single-agent environments). Tic-tac-toe also
- * accepts any `mcts-<N>`; the list shows `mcts-100`. Rock-paper-scissors also accepts a pool (array).
+ * accepts any `mcts-<N>` and `weak-c<N>`; the list shows `mcts-100` and `weak-c1`. Rock-paper-scissors also accepts a pool (array).
  */
 export function listOpponents(envName: string): string[] {
   switch (envName) {

@@ -1,7 +1,7 @@
 /**
  * Tic-tac-toe opponents: six cell-priority players, random, one-ply greedy, MCTS (UCT, random
  * rollouts) with a configurable number of simulations (`mcts-<N>`), and a perfect memoised minimax
- * player.
+ * player, and players that are perfect except against one hidden opening (`weak-c<N>`).
  * Every opponent draws its randomness only from the rng it is given.
  */
 import type { Opponent } from './types.ts';
@@ -160,6 +160,26 @@ export function minimaxPlayer(tieBreak: 'random' | 'first' = 'random'): TttOppon
   });
 }
 
+/**
+ * `weak-c<N>`: perfect play (minimax, random ties) except in a game where the other side's first
+ * mark is on cell N (1..9), where it plays at random. Which opening is the weak one is hidden from
+ * the agent and, in a trial, fixed across its games: a test of adaptation in `new_state` (MAGE's
+ * hidden-opponent variant) where one game's play cannot reveal the weakness before the opening is
+ * committed, so only past games can (meta-rl.md §3″ shows the cell-priority players are beaten by
+ * one reactive policy). Needs `state.moves` (TicTacToeEnv passes them) to know the opening.
+ */
+export function weakOpeningPlayer(cell: number): TttOpponent {
+  if (!Number.isInteger(cell) || cell < 0 || cell > 8) throw new Error(`weakOpeningPlayer: cell must be an integer 0..8, got ${cell}`);
+  const name = `weak-c${cell + 1}`;
+  return withAct(name, (s, rng) => {
+    const free = assertPlayable(s, name);
+    if (s.moves === undefined) throw new Error(`${name}: needs the game's moves (state.moves) to know the opening`);
+    const opening = s.moves.find((m) => m.mark !== s.toMove);
+    if (opening?.cell === cell) return pick(rng, free);
+    return pick(rng, minimaxMoves(s.board, s.toMove));
+  });
+}
+
 // ---------- MCTS ----------
 
 interface MctsNode {
@@ -237,8 +257,8 @@ export function mctsPlayer(simulations: number, c = 1.4): TttOpponent {
 
 // ---------- registry ----------
 
-/** Fixed names; any `mcts-<N>` (N ≥ 1) is accepted too. */
-export const TTT_OPPONENT_NAMES: readonly string[] = [...Object.keys(PRIORITY_LISTS), 'random', 'greedy', 'mcts-100', 'minimax'];
+/** Fixed names; any `mcts-<N>` (N ≥ 1) and `weak-c<N>` (N in 1..9) are accepted too. */
+export const TTT_OPPONENT_NAMES: readonly string[] = [...Object.keys(PRIORITY_LISTS), 'random', 'greedy', 'mcts-100', 'minimax', 'weak-c1'];
 
 export function tttOpponent(name: string): TttOpponent {
   const order = PRIORITY_LISTS[name];
@@ -248,7 +268,9 @@ export function tttOpponent(name: string): TttOpponent {
   if (name === 'minimax') return minimaxPlayer('random');
   const m = /^mcts-(\d+)$/.exec(name);
   if (m) return mctsPlayer(Number(m[1]));
-  throw new Error(`tictactoe: unknown opponent '${name}'; choose one of ${TTT_OPPONENT_NAMES.join(', ')} or mcts-<simulations>`);
+  const w = /^weak-c([1-9])$/.exec(name);
+  if (w) return weakOpeningPlayer(Number(w[1]) - 1);
+  throw new Error(`tictactoe: unknown opponent '${name}'; choose one of ${TTT_OPPONENT_NAMES.join(', ')}, mcts-<simulations> or weak-c<1..9>`);
 }
 
 export function resolveTttOpponent(o: string | TttOpponent): TttOpponent {

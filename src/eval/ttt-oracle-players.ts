@@ -5,12 +5,17 @@
  *   what it wins against MCTS-100 in one game is what flawless play without memory gets;
  * - `minimax-retry`: the same, but in a same_state trial it remembers the cells it played from each
  *   position in earlier episodes and prefers an optimal cell it has not tried there yet — perfect
- *   play plus the simplest use of the past, a reference for what adaptation across retries can add.
+ *   play plus the simplest use of the past, a reference for what adaptation across retries can add;
+ * - `opening-search` (for the `weak-c<N>` players): perfect play after an opening chosen by
+ *   win-stay / lose-shift over the candidate weak cells — replay an opening that won earlier in the
+ *   trial, else open on a candidate not yet tried; what memory of past games can get there;
+ * - `told-opening`: opens on the opponent's weak cell, read from its name — the ceiling of knowing
+ *   the opponent.
  */
 import type { TextEnv } from '../envs/types.ts';
 import type { Rng } from '../core/rng.ts';
 import { TicTacToeEnv, parseTttAction } from '../envs/tictactoe.ts';
-import { boardKey } from '../envs/ttt-game.ts';
+import { boardKey, play as playCell, winner } from '../envs/ttt-game.ts';
 import { minimaxMoves } from '../envs/ttt-opponents.ts';
 import type { ScriptedPlayer } from './trials.ts';
 
@@ -58,5 +63,55 @@ export function minimaxRetryPlayer(): ScriptedPlayer {
     const cell = pool[rng.int(pool.length)]!;
     here.add(cell);
     return actionFor(env, cell);
+  };
+}
+
+/** The agent's mark (1 = X, 2 = O) and whether it has not moved yet this game. */
+function myMark(env: TicTacToeEnv): 1 | 2 {
+  return env.seat === 'X' ? 1 : 2;
+}
+function isMyOpening(env: TicTacToeEnv): boolean {
+  const me = myMark(env);
+  return !env.cells.some((c) => c === me);
+}
+
+/**
+ * Win-stay / lose-shift over the opening cells `candidates`, perfect play after the opening. Within
+ * one trial (one env) it replays an opening whose game it won (it wins only on its own move, so it
+ * sees the win), else opens on a candidate not yet tried (at random), else on any candidate.
+ */
+export function openingSearchPlayer(candidates: readonly number[]): ScriptedPlayer {
+  if (candidates.length === 0) throw new Error('openingSearchPlayer: needs at least one candidate cell');
+  const memory = new WeakMap<TextEnv, { tried: Set<number>; won: Set<number>; current: number | null }>();
+  return (e, _opponent, rng) => {
+    const env = tttEnv(e);
+    let m = memory.get(e);
+    if (!m) memory.set(e, (m = { tried: new Set(), won: new Set(), current: null }));
+    let cell: number;
+    if (isMyOpening(env)) {
+      const free = candidates.filter((c) => env.cells[c] === 0);
+      const won = free.filter((c) => m.won.has(c));
+      const fresh = free.filter((c) => !m.tried.has(c));
+      const pool = won.length > 0 ? won : fresh.length > 0 ? fresh : free.length > 0 ? free : optimal(env);
+      cell = pool[rng.int(pool.length)]!;
+      m.current = cell;
+      m.tried.add(cell);
+    } else {
+      const moves = optimal(env);
+      cell = moves[rng.int(moves.length)]!;
+    }
+    if (m.current !== null && winner(playCell(env.cells, cell, myMark(env))) === myMark(env)) m.won.add(m.current);
+    return actionFor(env, cell);
+  };
+}
+
+/** Opens on the weak cell named by a `weak-c<N>` opponent (perfect play otherwise): knowing the opponent. */
+export function toldOpeningPlayer(): ScriptedPlayer {
+  return (e, opponent, rng) => {
+    const env = tttEnv(e);
+    const w = /^weak-c([1-9])$/.exec(opponent);
+    if (w && isMyOpening(env) && env.cells[Number(w[1]) - 1] === 0) return actionFor(env, Number(w[1]) - 1);
+    const moves = optimal(env);
+    return actionFor(env, moves[rng.int(moves.length)]!);
   };
 }
