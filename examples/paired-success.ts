@@ -7,6 +7,9 @@
  *   node --import tsx examples/paired-success.ts \
  *     --a 'docs/results/report-runs/ttt-xs/meta-rl-ttt-xs-meta-s{seed}' \
  *     --b 'docs/results/report-runs/ttt-x/meta-rl-ttt-x-grpo-s{seed}' --seeds 60,61,62 --opponent mcts-100
+ *
+ * `--opponent a,b,c` pools the trials of several opponents (each evaluated on as many trials, so
+ * this is their mean); `--rise` pairs the rise of success from game 0 to game k instead.
  */
 import { Command } from 'commander';
 import { meanSe, type EvalReport } from '../src/eval/trials.ts';
@@ -18,10 +21,18 @@ const o = new Command()
   .requiredOption('--a <dir>', 'run directory of arm A; {seed} is replaced by the seed')
   .requiredOption('--b <dir>', 'run directory of arm B; {seed} is replaced by the seed')
   .requiredOption('--seeds <list>', 'comma-separated seeds')
-  .option('--opponent <name>', 'evaluation opponent', 'mcts-100')
+  .option('--opponent <names>', 'evaluation opponent, or a comma-separated list whose trials are pooled', 'mcts-100')
   .option('--episode <k>', 'success by game k (default: the last)')
+  .option('--rise', 'pair the rise of success from game 0 to game k, not success by game k')
   .parse()
-  .opts<{ a: string; b: string; seeds: string; opponent: string; episode?: string }>();
+  .opts<{ a: string; b: string; seeds: string; opponent: string; episode?: string; rise?: boolean }>();
+const opponents = o.opponent.split(',');
+const what = o.rise ? 'rise of success 0 →' : 'success by';
+
+/** Per-trial success by game k (or its rise from game 0), the opponents' trials one after another. */
+function measure(r: EvalReport, k: number): number[] {
+  return opponents.flatMap((name) => (o.rise ? diff(successAt(r, name, k), successAt(r, name, 0)) : successAt(r, name, k)));
+}
 
 /** The trained policy's report of a finished run (not the untrained or random rows). */
 function trained(dir: string): EvalReport {
@@ -35,12 +46,12 @@ function trained(dir: string): EvalReport {
 const per: [number, number][] = [];
 for (const seed of o.seeds.split(',').map(Number)) {
   const [a, b] = [o.a, o.b].map((t) => trained(t.replaceAll('{seed}', String(seed))));
-  const k = o.episode === undefined ? opponentEval(a!, o.opponent).episodes.length - 1 : Number(o.episode);
-  const sa = successAt(a!, o.opponent, k), sb = successAt(b!, o.opponent, k);
+  const k = o.episode === undefined ? opponentEval(a!, opponents[0]!).episodes.length - 1 : Number(o.episode);
+  const sa = measure(a!, k), sb = measure(b!, k);
   if (sa.length !== sb.length) throw new Error(`seed ${seed}: ${sa.length} vs ${sb.length} trials; evaluate both arms on the same trials`);
   const d = meanSe(diff(sa, sb));
   per.push(d);
-  console.log(`seed ${seed}: ${a!.policy} ${f3(meanSe(sa)[0])}, ${b!.policy} ${f3(meanSe(sb)[0])} by game ${k}; A − B ${f3(d[0])} ± ${f3(d[1])}`);
+  console.log(`seed ${seed}: ${what} game ${k}: ${a!.policy} ${f3(meanSe(sa)[0])}, ${b!.policy} ${f3(meanSe(sb)[0])}; A − B ${f3(d[0])} ± ${f3(d[1])}`);
 }
 const c = acrossSeeds(per);
 console.log(`A − B across seeds: ${f3(c.mean)} (sd ${f3(c.sd)}, se ${f3(c.se)})`);
