@@ -66,10 +66,11 @@ export function minimaxRetryPlayer(): ScriptedPlayer {
   };
 }
 
-/** The agent's mark (1 = X, 2 = O) and whether it has not moved yet this game. */
+/** The agent's mark: 1 for X, 2 for O. */
 function myMark(env: TicTacToeEnv): 1 | 2 {
   return env.seat === 'X' ? 1 : 2;
 }
+/** Whether the agent has not placed a mark yet this game. */
 function isMyOpening(env: TicTacToeEnv): boolean {
   const me = myMark(env);
   return !env.cells.some((c) => c === me);
