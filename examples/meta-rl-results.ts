@@ -282,7 +282,7 @@ async function main(): Promise<void> {
   const oracles = first.task === 'kuhn'
     ? { nonAdaptiveCeilingChips: nonAdaptiveCeiling(train, 'mixed'), bestResponseChips: Object.fromEntries(evalOpponents.map((n) => [n, bestResponseValue(n, 'mixed')])) }
     : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) }
-    : first.task === 'tictactoe' ? { note: 'oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory' } : { note: 'no exact oracle for this task' };
+    : first.task === 'tictactoe' ? { note: `oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory${evalOpponents.some((n) => /^weak-c[1-9]$/.test(n)) ? '; opening search (win-stay / lose-shift over the weak players\' cells, then minimax) and told the opening (opens on the opponent\'s weak cell)' : ''}` } : { note: 'no exact oracle for this task' };
   const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}${o.evalTrial.map((s) => ` --eval-trial ${s}`).join('')}${o.evalLabel ? ` --eval-label ${o.evalLabel}` : ''}`;
   const md = [
     `## ${o.task}${o.label ? ` (${o.label})` : ''}: ${arms.map((a) => CONFIG[a]).join(' vs ')}`,
