@@ -35,6 +35,7 @@ import { opponentEval as opp, successAt, notLostAt } from '../src/eval/trial-mea
 import { bestFixedPlayer, bestResponsePlayer } from '../src/eval/kuhn-oracle-players.ts';
 import { minimaxOraclePlayer, minimaxRetryPlayer, openingSearchPlayer, toldOpeningPlayer } from '../src/eval/ttt-oracle-players.ts';
 import { banditCeilings } from '../src/envs/bandit.ts';
+import { weakOpeningCell } from '../src/envs/ttt-opponents.ts';
 import { nonAdaptiveCeiling, bestResponseValue } from '../src/envs/kuhn-oracles.ts';
 import { envFactory } from '../src/train/meta-setup.ts';
 import type { TrialConfig } from '../src/agents/trial.ts';
@@ -206,7 +207,7 @@ async function main(): Promise<void> {
       const evalOpts: EvalOptions = { opponents: evalOpponents, trials: first.eval.trials, seed: first.eval.seed, makeEnv: envFactory(first.task, first.envOptions), trial: evalTrial };
       rows['oracle: minimax'] = evaluateScripted('minimax', minimaxOraclePlayer(), evalOpts);
       rows['oracle: minimax + retry memory'] = evaluateScripted('minimax-retry', minimaxRetryPlayer(), evalOpts);
-      const weakCells = evalOpponents.flatMap((n) => /^weak-c([1-9])$/.exec(n)?.[1] ?? []).map((c) => Number(c) - 1);
+      const weakCells = evalOpponents.flatMap((n) => weakOpeningCell(n) ?? []);
       if (weakCells.length > 0) {
         rows['oracle: opening search'] = evaluateScripted('opening-search', openingSearchPlayer(weakCells), evalOpts);
         rows['oracle: told the opening'] = evaluateScripted('told-opening', toldOpeningPlayer(), evalOpts);
@@ -282,7 +283,7 @@ async function main(): Promise<void> {
   const oracles = first.task === 'kuhn'
     ? { nonAdaptiveCeilingChips: nonAdaptiveCeiling(train, 'mixed'), bestResponseChips: Object.fromEntries(evalOpponents.map((n) => [n, bestResponseValue(n, 'mixed')])) }
     : first.task === 'bandit' ? { perEpisode: banditCeilings(3, K) }
-    : first.task === 'tictactoe' ? { note: `oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory${evalOpponents.some((n) => /^weak-c[1-9]$/.test(n)) ? '; opening search (win-stay / lose-shift over the weak players\' cells, then minimax) and told the opening (opens on the opponent\'s weak cell)' : ''}` } : { note: 'no exact oracle for this task' };
+    : first.task === 'tictactoe' ? { note: `oracle rows are played on the same trials: minimax (perfect play, random ties) and minimax + retry memory${evalOpponents.some((n) => weakOpeningCell(n) !== null) ? '; opening search (win-stay / lose-shift over the weak players\' cells, then minimax) and told the opening (opens on the opponent\'s weak cell)' : ''}` } : { note: 'no exact oracle for this task' };
   const cmd = `node --import tsx examples/meta-rl-results.ts --task ${o.task} --seeds ${o.seeds} --arms ${o.arms}${o.set.map((s) => ` --set ${s}`).join('')}${o.label ? ` --label ${o.label}` : ''}${o.quick ? ' --quick' : ''}${o.evalTrial.map((s) => ` --eval-trial ${s}`).join('')}${o.evalLabel ? ` --eval-label ${o.evalLabel}` : ''}`;
   const md = [
     `## ${o.task}${o.label ? ` (${o.label})` : ''}: ${arms.map((a) => CONFIG[a]).join(' vs ')}`,

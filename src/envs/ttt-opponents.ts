@@ -168,6 +168,12 @@ export function minimaxPlayer(tieBreak: 'random' | 'first' = 'random'): TttOppon
  * committed, so only past games can (meta-rl.md §3″ shows the cell-priority players are beaten by
  * one reactive policy). Needs `state.moves` (TicTacToeEnv passes them) to know the opening.
  */
+/** The weak cell (0..8) named by `weak-c<N>`, or null for any other name. */
+export function weakOpeningCell(name: string): number | null {
+  const w = /^weak-c([1-9])$/.exec(name);
+  return w ? Number(w[1]) - 1 : null;
+}
+
 export function weakOpeningPlayer(cell: number): TttOpponent {
   if (!Number.isInteger(cell) || cell < 0 || cell > 8) throw new Error(`weakOpeningPlayer: cell must be an integer 0..8, got ${cell}`);
   const name = `weak-c${cell + 1}`;
@@ -268,8 +274,8 @@ export function tttOpponent(name: string): TttOpponent {
   if (name === 'minimax') return minimaxPlayer('random');
   const m = /^mcts-(\d+)$/.exec(name);
   if (m) return mctsPlayer(Number(m[1]));
-  const w = /^weak-c([1-9])$/.exec(name);
-  if (w) return weakOpeningPlayer(Number(w[1]) - 1);
+  const weak = weakOpeningCell(name);
+  if (weak !== null) return weakOpeningPlayer(weak);
   throw new Error(`tictactoe: unknown opponent '${name}'; choose one of ${TTT_OPPONENT_NAMES.join(', ')}, mcts-<simulations> or weak-c<1..9>`);
 }
 

@@ -16,7 +16,7 @@ import type { TextEnv } from '../envs/types.ts';
 import type { Rng } from '../core/rng.ts';
 import { TicTacToeEnv, parseTttAction } from '../envs/tictactoe.ts';
 import { boardKey, play as playCell, winner } from '../envs/ttt-game.ts';
-import { minimaxMoves } from '../envs/ttt-opponents.ts';
+import { minimaxMoves, weakOpeningCell } from '../envs/ttt-opponents.ts';
 import type { ScriptedPlayer } from './trials.ts';
 
 function tttEnv(env: TextEnv): TicTacToeEnv {
@@ -35,12 +35,17 @@ function optimal(env: TicTacToeEnv): number[] {
   return minimaxMoves(env.cells, env.seat === 'X' ? 1 : 2);
 }
 
+/** One optimal cell, at random among them. */
+function randomOptimal(env: TicTacToeEnv, rng: Rng): number {
+  const moves = optimal(env);
+  return moves[rng.int(moves.length)]!;
+}
+
 /** Perfect play, random among optimal moves. */
 export function minimaxOraclePlayer(): ScriptedPlayer {
   return (e, _opponent, rng) => {
     const env = tttEnv(e);
-    const moves = optimal(env);
-    return actionFor(env, moves[rng.int(moves.length)]!);
+    return actionFor(env, randomOptimal(env, rng));
   };
 }
 
@@ -98,8 +103,7 @@ export function openingSearchPlayer(candidates: readonly number[]): ScriptedPlay
       m.current = cell;
       m.tried.add(cell);
     } else {
-      const moves = optimal(env);
-      cell = moves[rng.int(moves.length)]!;
+      cell = randomOptimal(env, rng);
     }
     if (m.current !== null && winner(playCell(env.cells, cell, myMark(env))) === myMark(env)) m.won.add(m.current);
     return actionFor(env, cell);
@@ -110,9 +114,8 @@ export function openingSearchPlayer(candidates: readonly number[]): ScriptedPlay
 export function toldOpeningPlayer(): ScriptedPlayer {
   return (e, opponent, rng) => {
     const env = tttEnv(e);
-    const w = /^weak-c([1-9])$/.exec(opponent);
-    if (w && isMyOpening(env) && env.cells[Number(w[1]) - 1] === 0) return actionFor(env, Number(w[1]) - 1);
-    const moves = optimal(env);
-    return actionFor(env, moves[rng.int(moves.length)]!);
+    const weak = weakOpeningCell(opponent);
+    if (weak !== null && isMyOpening(env) && env.cells[weak] === 0) return actionFor(env, weak);
+    return actionFor(env, randomOptimal(env, rng));
   };
 }
