@@ -160,6 +160,12 @@ export function minimaxPlayer(tieBreak: 'random' | 'first' = 'random'): TttOppon
   });
 }
 
+/** The weak cell (0..8) named by `weak-c<N>`, or null for any other name. */
+export function weakOpeningCell(name: string): number | null {
+  const w = /^weak-c([1-9])$/.exec(name);
+  return w ? Number(w[1]) - 1 : null;
+}
+
 /**
  * `weak-c<N>`: perfect play (minimax, random ties) except in a game where the other side's first
  * mark is on cell N (1..9), where it plays at random. Which opening is the weak one is hidden from
@@ -168,12 +174,6 @@ export function minimaxPlayer(tieBreak: 'random' | 'first' = 'random'): TttOppon
  * committed, so only past games can (meta-rl.md §3″ shows the cell-priority players are beaten by
  * one reactive policy). Needs `state.moves` (TicTacToeEnv passes them) to know the opening.
  */
-/** The weak cell (0..8) named by `weak-c<N>`, or null for any other name. */
-export function weakOpeningCell(name: string): number | null {
-  const w = /^weak-c([1-9])$/.exec(name);
-  return w ? Number(w[1]) - 1 : null;
-}
-
 export function weakOpeningPlayer(cell: number): TttOpponent {
   if (!Number.isInteger(cell) || cell < 0 || cell > 8) throw new Error(`weakOpeningPlayer: cell must be an integer 0..8, got ${cell}`);
   const name = `weak-c${cell + 1}`;
