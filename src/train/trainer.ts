@@ -23,6 +23,7 @@ import { formatZodError } from '../core/config-errors.ts';
 import type { Sample, Trajectory } from '../core/types.ts';
 import type { RolloutWorkflow } from '../core/workflow.ts';
 import type { InferenceEngine } from '../engine/types.ts';
+import { EntropyDecaySchema, entropyCoefAt } from '../rl/entropy-schedule.ts';
 import { LossConfigSchema } from '../rl/losses.ts';
 import { AdvantageStageSchema, CreditStageSchema, prepareBatch } from '../rl/stages.ts';
 import { RolloutController, ROLLOUT_CONTROLLER_SHAPE, type ConsumedGroup, type PendingGroups, type StopResult } from './rollout-controller.ts';
@@ -48,6 +49,8 @@ export const TrainerConfigSchema = z
     advantage: AdvantageStageSchema.default({ estimator: 'grpo' }),
     /** Policy loss; decoupled PPO is what makes staleness harmless. */
     loss: LossConfigSchema.default({ kind: 'decoupled_ppo' }),
+    /** Optional linear decay of loss.entropyCoef by weight version (src/rl/entropy-schedule.ts); absent = constant. */
+    entropyDecay: EntropyDecaySchema.optional(),
     /**
      * Optimizer steps per batch: the batch is split by trajectory (strided, so every minibatch holds
      * trajectories of every group) into this many minibatches, each one step against the behaviour
@@ -120,6 +123,8 @@ export interface StepMetrics {
   processedTokens: number;
   loss: number;
   gradNorm: number;
+  /** The entropy coefficient the step trained with (loss.entropyCoef, or its entropyDecay value). */
+  entropyCoef: number;
   /** Everything the trainer reported (clipFrac, cappedFrac, behavWeightMean …). */
   trainer: Record<string, number>;
 }
@@ -248,7 +253,8 @@ export class Trainer<Item> {
     const tBatch = this.now();
     const samples = prepareBatch(groups.map((g) => ({ trajectories: g.trajectories, groupId: `g${g.index}` })), c.credit, c.advantage);
     this.o.onBatch?.(samples, groups, this.stepsDone);
-    const trained = await trainer.train(splitMinibatches(groups, samples, c.minibatches), c.loss);
+    const loss = c.entropyDecay ? { ...c.loss, entropyCoef: entropyCoefAt(c.loss.entropyCoef, c.entropyDecay, version) } : c.loss;
+    const trained = await trainer.train(splitMinibatches(groups, samples, c.minibatches), loss);
     const tTrained = this.now();
     this.v = version + 1;
     engine.setWeights(trained.weights, this.v);
@@ -256,7 +262,7 @@ export class Trainer<Item> {
     if (c.maxStaleness > 0) this.controller.setVersion(this.v);
     const tEnd = this.now();
     const w = this.controller.metrics().window!;
-    const m = stepMetrics(this.stepsDone, version, groups, samples, trained, {
+    const m = stepMetrics(this.stepsDone, version, loss.entropyCoef, groups, samples, trained, {
       seconds: (tEnd - this.stepStart) / 1000, waitSeconds: (tBatch - this.stepStart) / 1000, trainSeconds: (tTrained - tBatch) / 1000,
     }, w, decode0, engineCounters(engine));
     this.busyRollout += w.busyFraction * w.seconds;
@@ -338,7 +344,7 @@ export function versionSpread(t: Trajectory): number {
 }
 
 function stepMetrics<Item>(
-  step: number, version: number, groups: ConsumedGroup<Item>[], samples: Sample[],
+  step: number, version: number, entropyCoef: number, groups: ConsumedGroup<Item>[], samples: Sample[],
   trained: { busySeconds: number; metrics: Record<string, number> },
   times: { seconds: number; waitSeconds: number; trainSeconds: number },
   w: NonNullable<ReturnType<RolloutController<Item>['metrics']>['window']>,
@@ -376,7 +382,7 @@ function stepMetrics<Item>(
     episodeReward: ep.reward, winRate: ep.win,
     invalidRate: plays.length > 0 ? plays.filter((s) => !s.step!.valid).length / plays.length : 0,
     trainedTokens: trained.metrics.tokens ?? 0, processedTokens,
-    loss: trained.metrics.loss ?? Number.NaN, gradNorm: trained.metrics.gradNorm ?? Number.NaN,
+    loss: trained.metrics.loss ?? Number.NaN, gradNorm: trained.metrics.gradNorm ?? Number.NaN, entropyCoef,
     trainer: trained.metrics,
   };
 }
