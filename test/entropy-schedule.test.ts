@@ -1,6 +1,7 @@
 /**
  * The entropy-bonus schedule: hand-computed coefficients, and the training loop trains each batch
- * with the coefficient of its weight version (so a resumed run continues the schedule).
+ * with the coefficient of its weight version (so a resumed run continues the schedule); run configs
+ * where the schedule cannot apply (population, Tinker) are refused.
  */
 import { describe, expect, it } from 'vitest';
 import { entropyCoefAt } from '../src/rl/entropy-schedule.ts';
@@ -12,6 +13,8 @@ import { InProcessTrainer, type PolicyTrainer } from '../src/train/policy-traine
 import { Trainer, parseTrainerConfig } from '../src/train/trainer.ts';
 import { toyToolMaxTokens, toyToolTasks, toyToolTokenizer, toyToolWorkflow } from '../src/agents/toy-tool-agent.ts';
 import type { LossConfigInput } from '../src/rl/losses.ts';
+import { applyOverrides, parseRunConfig } from '../src/run/run-config.ts';
+import { readConfigFile } from '../src/cli/config-file.ts';
 
 describe('entropyCoefAt', () => {
   it('holds, falls linearly, then stays (hand-computed)', () => {
@@ -30,6 +33,21 @@ describe('entropyCoefAt', () => {
     expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, entropyDecay: { to: 0.1 } })).toThrow(/entropyDecay\.steps/);
     expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, entropyDecay: { to: -1, steps: 3 } })).toThrow(/entropyDecay\.to/);
     expect(() => parseTrainerConfig({ steps: 1, batchSize: 1, entropyDecay: { to: 0, steps: 3, stop: 9 } })).toThrow(/stop/);
+  });
+});
+
+describe('run configs with an entropy decay', () => {
+  it('a run config where the schedule cannot apply is refused at parse time, naming the field', () => {
+    // Population members carry their own (PBT-explored) entropy coefficient: the schedule would be ignored.
+    const pop = applyOverrides(readConfigFile('examples/configs/kuhn-population.yaml'), ['trainer.entropyDecay={"to":0,"steps":10}']);
+    expect(() => parseRunConfig(pop)).toThrow(/trainer\.entropyDecay: population members carry their own entropy coefficient/);
+    // Tinker's losses have no entropy term: a schedule reaching a non-zero coefficient would fail mid-run.
+    const toy = applyOverrides(readConfigFile('examples/configs/toy-tool-async.yaml'), [
+      'trainerService={"kind":"tinker","url":"http://127.0.0.1:1"}', 'trainer.maxStaleness=0', 'trainer.loss={"kind":"ppo","entropyCoef":0,"dualClip":null}',
+    ]);
+    expect(() => parseRunConfig(toy)).not.toThrow();
+    expect(() => parseRunConfig(applyOverrides(toy, ['trainer.entropyDecay={"to":0.01,"start":5,"steps":2}']))).toThrow(/trainer\.entropyDecay\.to: trainerService \(Tinker\)/);
+    expect(() => parseRunConfig(applyOverrides(toy, ['trainer.entropyDecay={"to":0,"steps":2}']))).not.toThrow();
   });
 });
 

@@ -183,7 +183,10 @@ export const RunConfigSchema = z
       } catch (e) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'loss'], message: (e as Error).message });
       }
+      // Checked here, not at the step where the schedule reaches it: the run would fail mid-way.
+      if (c.trainer.entropyDecay && c.trainer.entropyDecay.to !== 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'entropyDecay', 'to'], message: `trainerService (Tinker): the schedule reaches entropyCoef ${c.trainer.entropyDecay.to}, but Tinker's losses have no entropy term; remove trainer.entropyDecay` });
     }
+    if (c.population && c.trainer.entropyDecay) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['trainer', 'entropyDecay'], message: "population members carry their own entropy coefficient (population.pbt explores it); remove trainer.entropyDecay" });
     if (c.population && c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['population'], message: 'population training needs a trial task (opponents), not toy-tool' });
     if (isPathModel(c.model)) {
       if (c.task === 'toy-tool') ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['model', 'path'], message: "the toy tool agent speaks in raw token ids (toolAgent.vocabSize), not text: it trains the built-in model only; remove model.path or pick a text task" });
